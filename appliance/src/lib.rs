@@ -13,3 +13,5 @@
 extern crate alloc;
 
 pub mod config;
+pub mod cmdline;
+pub mod runtime;

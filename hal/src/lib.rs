@@ -1,2 +1,26 @@
-//! placeholder
-#![no_std]
+//! Hardware for the vdcnet image, turned into small safe types.
+//!
+//! - [`serial`]: 16550 UARTs (the human console on COM1, defmt frames on COM2).
+//! - [`pci`]: PCI configuration space through port I/O, and the virtio-net functions on it.
+//! - [`virtio`]: virtio-net over PCI or virtio-mmio through the `virtio-drivers` crate,
+//!   behind [`net::NetDevice`].
+//! - [`clock`]: a monotonic clock from the TSC calibrated against the PIT, wall time from
+//!   the CMOS RTC, and the periodic timer tick that wakes an idle CPU from `hlt`.
+//! - [`rng`]: random numbers from RDSEED/RDRAND.
+//! - [`net`]: the one narrow trait between a NIC and the appliance.
+//!
+//! Everything that touches hardware is `unsafe` inside this crate and nowhere else in the
+//! image but `boot`; each block says why it holds.
+#![cfg_attr(not(test), no_std)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
+extern crate alloc;
+
+pub mod clock;
+pub mod cpu;
+pub mod net;
+pub mod pci;
+pub mod port;
+pub mod rng;
+pub mod serial;
+pub mod virtio;

@@ -1,0 +1,229 @@
+//! The node file: what addresses the appliance has, and which WireGuard peers it talks to.
+//!
+//! The format is INI in the spirit of `wg-quick` and systemd-networkd:
+//!
+//! ```text
+//! [Link]                            # one per NIC, in PCI order, or bound by MACAddress
+//! MACAddress = 52:54:00:12:34:56    # optional
+//! Address = 10.0.2.15/24, fec0::15/64
+//! Gateway = 10.0.2.2                # optional; at most one IPv4 and one IPv6
+//! MTU = 1500                        # optional, 576..=9000 (>= 1280 with IPv6)
+//!
+//! [Interface]                       # at most one: the WireGuard tunnel
+//! PrivateKey = <base64>
+//! ListenPort = 51820                # optional
+//! Address = 10.20.1.1/24            # optional
+//! MTU = 1420                        # optional
+//!
+//! [Peer]                            # zero or more
+//! PublicKey = <base64>
+//! PresharedKey = <base64>           # optional
+//! Endpoint = 192.0.2.11:51820       # optional; [fd00::1]:51820 for IPv6; no DNS names
+//! AllowedIPs = 10.20.2.0/24         # repeatable
+//! PersistentKeepalive = 25          # optional; 0 or "off" disables it
+//! ```
+//!
+//! Comments start with `#` or `;`, on their own line or after a value. Section and key
+//! names are case-insensitive; values are trimmed. List values are comma-separated and
+//! list keys (`Address`, `Gateway`, `AllowedIPs`) may repeat; any other key given twice
+//! in one section is an error.
+//!
+//! [`parse`] never stops at the first problem: it returns every error it finds, each with
+//! the 1-based line it is about, so a bad file is fixed in one round. A file with errors
+//! never yields a [`Config`]: the appliance does not boot half-configured.
+//!
+//! Files: `lines` (line splitting, comments, headers), `values` (one value at a time),
+//! `parser` (sections, limits and cross-checks), `keys` (WireGuard keys).
+
+mod keys;
+mod lines;
+mod parser;
+mod values;
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use core::ops::RangeInclusive;
+
+use smoltcp::wire::{
+    EthernetAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr,
+};
+
+pub use keys::{PublicKey, SecretKey, KEY_BASE64_LEN, KEY_LEN};
+pub use lines::MAX_LINE_LEN;
+
+/// The largest config file accepted, in bytes.
+pub const MAX_CONFIG_LEN: usize = 64 * 1024;
+/// `[Link]` sections: the image drives at most this many NICs.
+pub const MAX_LINKS: usize = 4;
+/// Addresses per `[Link]` or `[Interface]`.
+pub const MAX_ADDRESSES: usize = 8;
+/// `[Peer]` sections.
+pub const MAX_PEERS: usize = 64;
+/// `AllowedIPs` prefixes per `[Peer]`.
+pub const MAX_ALLOWED_IPS: usize = 64;
+/// Errors kept by [`parse`]; past this, one last error says how many more there were.
+pub const MAX_ERRORS: usize = 100;
+/// `ListenPort` when `[Interface]` does not give one.
+pub const DEFAULT_LISTEN_PORT: u16 = 51820;
+/// Accepted `MTU` values.
+pub const MTU_RANGE: RangeInclusive<u16> = 576..=9000;
+/// The smallest MTU IPv6 allows (RFC 8200 §5); required when a section has an IPv6 address.
+pub const IPV6_MIN_MTU: u16 = 1280;
+
+/// A problem in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line number of the offending line (a section header for a missing key).
+    /// 0 means the file as a whole (too large, no `[Link]` at all, too many errors).
+    pub line: usize,
+    /// What is wrong, in words meant for the operator.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "line {}: {}", self.line, self.message)
+        }
+    }
+}
+
+/// A parsed and validated node file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// One per NIC, in file order (1..=[`MAX_LINKS`] of them).
+    pub links: Vec<LinkConfig>,
+    /// The WireGuard tunnel, if there is one.
+    pub interface: Option<InterfaceConfig>,
+    /// The tunnel's peers, in file order; empty without an `[Interface]`.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// One `[Link]` section: the appliance's addresses on one NIC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// Bind to the NIC with this MAC; `None` takes the next NIC in PCI order.
+    pub mac: Option<EthernetAddress>,
+    /// The node's own addresses with their subnets' prefix lengths; never empty.
+    pub addresses: Vec<IpCidr>,
+    /// Default IPv4 route; inside one of `addresses`' IPv4 subnets.
+    pub gateway_v4: Option<Ipv4Address>,
+    /// Default IPv6 route; inside one of `addresses`' IPv6 subnets.
+    pub gateway_v6: Option<Ipv6Address>,
+    /// Link MTU; `None` keeps the NIC's own.
+    pub mtu: Option<u16>,
+    /// Line of the `[Link]` header, for messages about this link later on.
+    pub line: usize,
+}
+
+/// The `[Interface]` section: our end of the WireGuard tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    /// Our static private key.
+    pub private_key: SecretKey,
+    /// UDP port the tunnel listens on ([`DEFAULT_LISTEN_PORT`] unless given).
+    pub listen_port: u16,
+    /// The node's addresses inside the tunnel; may be empty.
+    pub addresses: Vec<IpCidr>,
+    /// Tunnel MTU; `None` lets the appliance derive it from the links.
+    pub mtu: Option<u16>,
+    /// Line of the `[Interface]` header.
+    pub line: usize,
+}
+
+/// One `[Peer]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The peer's static public key; unique among peers.
+    pub public_key: PublicKey,
+    /// Optional extra symmetric key mixed into the handshake.
+    pub preshared_key: Option<SecretKey>,
+    /// Where to send the first handshake; learned from the peer's packets if `None`.
+    pub endpoint: Option<(IpAddress, u16)>,
+    /// Inner source addresses accepted from, and routed to, this peer. Network prefixes
+    /// (no host bits set); no prefix belongs to two peers.
+    pub allowed_ips: Vec<IpCidr>,
+    /// Keepalive interval in seconds; `None` when off.
+    pub persistent_keepalive: Option<u16>,
+    /// Line of the `[Peer]` header.
+    pub line: usize,
+}
+
+/// Parses a node file, returning every error found (in line order) if there is any.
+///
+/// Never panics, whatever the bytes.
+pub fn parse(text: &[u8]) -> Result<Config, Vec<ConfigError>> {
+    parser::parse(text)
+}
+
+/// The built-in configuration as node-file text; parses to [`Config::default_config`].
+pub const DEFAULT_CONFIG_TEXT: &str = "\
+# Built-in default: QEMU user-mode networking (slirp).
+[Link]
+Address = 10.0.2.15/24, fec0::15/64
+Gateway = 10.0.2.2, fec0::2
+";
+
+/// Line of the `[Link]` header in [`DEFAULT_CONFIG_TEXT`].
+const DEFAULT_LINK_LINE: usize = 2;
+
+impl Config {
+    /// The configuration used when the VM boots without a node file: one link on QEMU's
+    /// user-mode network (10.0.2.15/24 and fec0::15/64, routers 10.0.2.2 and fec0::2), no
+    /// tunnel. Identical to parsing [`DEFAULT_CONFIG_TEXT`].
+    pub fn default_config() -> Config {
+        Config {
+            links: vec![LinkConfig {
+                mac: None,
+                addresses: vec![
+                    IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24)),
+                    IpCidr::Ipv6(Ipv6Cidr::new(
+                        Ipv6Address::new(0xfec0, 0, 0, 0, 0, 0, 0, 0x15),
+                        64,
+                    )),
+                ],
+                gateway_v4: Some(Ipv4Address::new(10, 0, 2, 2)),
+                gateway_v6: Some(Ipv6Address::new(0xfec0, 0, 0, 0, 0, 0, 0, 2)),
+                mtu: None,
+                line: DEFAULT_LINK_LINE,
+            }],
+            interface: None,
+            peers: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    #[test]
+    fn default_config_text_parses_to_default_config() {
+        assert_eq!(
+            parse(DEFAULT_CONFIG_TEXT.as_bytes()),
+            Ok(Config::default_config())
+        );
+    }
+
+    #[test]
+    fn error_display_names_the_line() {
+        let e = ConfigError {
+            line: 7,
+            message: "Gateway 10.9.9.1 is not inside any IPv4 subnet of this [Link]".into(),
+        };
+        assert_eq!(
+            format!("{e}"),
+            "line 7: Gateway 10.9.9.1 is not inside any IPv4 subnet of this [Link]"
+        );
+        let whole = ConfigError {
+            line: 0,
+            message: "no [Link] section".into(),
+        };
+        assert_eq!(format!("{whole}"), "no [Link] section");
+    }
+}

@@ -1,0 +1,233 @@
+//! Everything that exists only in the image.
+
+#[macro_use]
+#[path = "console.rs"]
+pub mod console;
+#[path = "arch/mod.rs"]
+mod arch;
+#[path = "bootinfo.rs"]
+mod bootinfo;
+#[path = "exit.rs"]
+mod exit;
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use bootinfo::{BootInfo, MAX_MODULE};
+use core::sync::atomic::Ordering;
+use linked_list_allocator::LockedHeap;
+use vdcnet_appliance::cmdline::Cmdline;
+use vdcnet_appliance::config::{self, Config};
+use vdcnet_appliance::runtime::{Appliance, Options};
+use vdcnet_hal::clock::Clock;
+use vdcnet_hal::net::NetDevice;
+use vdcnet_hal::pci::PortCam;
+use vdcnet_hal::rng::Rng;
+use vdcnet_hal::virtio::VirtioNic;
+use virtio_drivers::transport::pci::bus::PciRoot;
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+/// Most NICs the appliance drives.
+const MAX_NICS: usize = 4;
+
+static mut MODULE_BUF: [u8; MAX_MODULE] = [0; MAX_MODULE];
+
+extern "C" {
+    static __kernel_start: u8;
+    static __kernel_end: u8;
+}
+
+/// Called from the assembly entry with the loader's info pointer and protocol (1 = PVH,
+/// 2 = multiboot2).
+#[no_mangle]
+extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
+    // SAFETY: first code after entry, interrupts off, single CPU: we own the UARTs and the
+    // descriptor tables.
+    unsafe {
+        console::init();
+        arch::init();
+    }
+    // SAFETY: called once; MODULE_BUF is referenced nowhere else. The loader's memory is
+    // identity-mapped and untouched (no allocation has happened yet).
+    let boot = match unsafe { bootinfo::parse(info, protocol, &mut *(&raw mut MODULE_BUF)) } {
+        Ok(b) => b,
+        Err(e) => {
+            println!("vdcnet: fatal: unusable boot information: {e:?}");
+            exit::fail();
+        }
+    };
+    let heap = init_heap(&boot);
+    // SAFETY: the boot information has been copied into `boot`; the heap starts above page 0.
+    unsafe { arch::unmap_null_page() };
+    let cmdline = Cmdline::parse(boot.cmdline());
+    let mut brand = [0u8; 48];
+    println!(
+        "vdcnet {} booting ({:?}, {} MiB heap, {})",
+        env!("CARGO_PKG_VERSION"),
+        boot.loader,
+        heap >> 20,
+        vdcnet_hal::cpu::brand(&mut brand)
+    );
+    for w in cmdline.warnings() {
+        println!("vdcnet: warning: command line: {w}");
+    }
+
+    // SAFETY: we own the PIT, PICs and RTC; the IDT has the timer and PIC vectors;
+    // interrupts stay off until the event loop halts.
+    let clock = match unsafe { Clock::init() } {
+        Ok(c) => c,
+        Err(e) => {
+            println!("vdcnet: fatal: cannot calibrate the clock: {e:?}");
+            exit::fail();
+        }
+    };
+    console::TSC_HZ.store(clock.tsc_hz(), Ordering::Relaxed);
+    console::TSC_BOOT.store(vdcnet_hal::cpu::rdtsc(), Ordering::Relaxed);
+    defmt::info!("clock: TSC {=u64} kHz, wall {=u64} s", clock.tsc_hz() / 1000, clock.wall_ns().unwrap_or(0) / 1_000_000_000);
+
+    let rng = Rng::new();
+    let seed = match rng {
+        Some(r) => r.next_u64().unwrap_or(0),
+        None => {
+            println!("vdcnet: fatal: this CPU has neither RDSEED nor RDRAND; vdcnet needs a hardware random number generator (under QEMU use -cpu max or -cpu host)");
+            exit::fail();
+        }
+    };
+
+    let config = match boot.module() {
+        None => {
+            println!("vdcnet: no config module: using the default config");
+            Config::default_config()
+        }
+        Some(text) => match config::parse(text) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in &errors {
+                    println!("config: {e}");
+                }
+                println!("vdcnet: fatal: the config has {} error(s); not booting", errors.len());
+                exit::fail();
+            }
+        },
+    };
+
+    if cmdline.fault_page {
+        println!("vdcnet: forcing a page fault (vdcnet.fault=page)");
+        // SAFETY: deliberately not sound: this reads an unmapped address to test the fault
+        // report. The page fault handler never returns.
+        unsafe { core::ptr::read_volatile(0x80_0000_0000usize as *const u64) };
+    }
+
+    let nics = probe_nics();
+    let now = clock.now_us();
+    let opts = Options { seed, ping: cmdline.ping.clone() };
+    let mut appliance = match Appliance::new(&config, nics, opts, now) {
+        Ok(a) => a,
+        Err(errors) => {
+            for e in &errors {
+                println!("config: {e}");
+            }
+            println!("vdcnet: fatal: cannot apply the config; not booting");
+            exit::fail();
+        }
+    };
+    let mut out = console::console();
+    appliance.describe(&mut out);
+    println!("vdcnet: ready ({} link(s) up, {} ms after boot)", appliance.links(), clock.now_us() / 1000);
+    defmt::info!("ready");
+
+    loop {
+        let now = clock.now_us();
+        let busy = appliance.poll(now, &mut out);
+        if !busy {
+            // Sleep until the next timer tick (1 ms) or any other interrupt.
+            vdcnet_hal::cpu::wait_for_interrupt();
+        }
+    }
+}
+
+/// Finds the NICs: virtio-net PCI functions in PCI order, or on machines without PCI
+/// (microvm), the virtio-mmio devices.
+fn probe_nics() -> Vec<VirtioNic> {
+    let mut nics = Vec::new();
+    // SAFETY: the kernel owns the PCI configuration ports.
+    let cam = unsafe { PortCam::new() };
+    if cam.present() {
+        let mut root = PciRoot::new(cam);
+        for nf in vdcnet_hal::pci::find_virtio_net(&mut root, MAX_NICS) {
+            match VirtioNic::new_pci(&mut root, &nf) {
+                Ok(n) => nics.push(n),
+                Err(e) => println!("vdcnet: warning: virtio-net at {}: {e:?}", nf.function),
+            }
+        }
+    } else {
+        // SAFETY: no PCI host bridge: this is a microvm, whose virtio-mmio windows are
+        // identity-mapped by boot and driven by nobody else.
+        for r in unsafe { VirtioNic::probe_microvm(MAX_NICS) } {
+            match r {
+                Ok(n) => nics.push(n),
+                Err(e) => println!("vdcnet: warning: virtio-mmio NIC: {e:?}"),
+            }
+        }
+    }
+    for (i, n) in nics.iter().enumerate() {
+        let m = n.mac_address();
+        defmt::info!("nic{=usize}: {=[u8]:02x}", i, m[..]);
+    }
+    nics
+}
+
+/// Gives the heap the largest usable RAM region above the kernel, below 4 GiB (what boot
+/// mapped). Returns its size in bytes.
+fn init_heap(boot: &BootInfo) -> usize {
+    // Linker-defined symbols: only their addresses are used.
+    let (kstart, kend) = (&raw const __kernel_start as u64, &raw const __kernel_end as u64);
+    let mut best = (0u64, 0u64);
+    for r in &boot.memory {
+        let start = r.start.max(0x1000);
+        let end = r.end.min(1 << 32);
+        // Cut the kernel out of the region; keep the larger side.
+        let (s, e) = if start < kend && end > kstart {
+            if end - kend >= kstart.saturating_sub(start) { (kend, end) } else { (start, kstart) }
+        } else {
+            (start, end)
+        };
+        if e > s && e - s > best.1 - best.0 {
+            best = (s, e);
+        }
+    }
+    let start = (best.0 + 0xfff) & !0xfff;
+    let size = best.1.saturating_sub(start) as usize;
+    if size < 1 << 20 {
+        println!("vdcnet: fatal: less than 1 MiB of usable RAM for the heap");
+        exit::fail();
+    }
+    // SAFETY: the region is usable RAM per the loader's map, identity-mapped, not the
+    // kernel, and the boot information we needed from it has been copied.
+    unsafe { HEAP.lock().init(start as usize as *mut u8, size) };
+    size
+}
+
+#[no_mangle]
+extern "C" fn exception_entry(frame: &arch::ExceptionFrame) -> ! {
+    let cr2 = if frame.vector == 14 { arch::cr2() } else { 0 };
+    println!(
+        "vdcnet: fault: vector={} ({}) error=0x{:x} rip=0x{:x} cr2=0x{:x} rsp=0x{:x}",
+        frame.vector,
+        arch::exception_name(frame.vector),
+        frame.error_code,
+        frame.rip,
+        cr2,
+        frame.rsp
+    );
+    exit::fail();
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    vdcnet_hal::cpu::disable_interrupts();
+    println!("vdcnet: panic: {info}");
+    exit::fail();
+}

@@ -1,0 +1,95 @@
+//! Random numbers from the CPU (RDSEED, else RDRAND).
+
+use core::arch::x86_64::{_rdrand64_step, _rdseed64_step};
+
+/// Which instruction the RNG draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    RdSeed,
+    RdRand,
+}
+
+/// The CPU's hardware random number generator.
+#[derive(Clone, Copy, Debug)]
+pub struct Rng {
+    source: Source,
+}
+
+/// The CPU has neither RDSEED nor RDRAND, or they kept failing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoEntropy;
+
+impl Rng {
+    /// Uses RDSEED where the CPU has it, else RDRAND; `None` if it has neither.
+    pub fn new() -> Option<Rng> {
+        let f = crate::cpu::features();
+        let rng = if f.rdseed {
+            Rng { source: Source::RdSeed }
+        } else if f.rdrand {
+            Rng { source: Source::RdRand }
+        } else {
+            return None;
+        };
+        // A CPU can advertise the instruction and still fail every call (known firmware
+        // bugs return all ones); check once that it works.
+        let (a, b) = (rng.next_u64().ok()?, rng.next_u64().ok()?);
+        if a == b {
+            return None;
+        }
+        Some(rng)
+    }
+
+    /// Which instruction this RNG uses.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// One 64-bit random value, retrying a bounded number of times as Intel advises.
+    pub fn next_u64(&self) -> Result<u64, NoEntropy> {
+        let mut v = 0u64;
+        for _ in 0..128 {
+            // SAFETY: `new` checked CPUID for the instruction used here.
+            let ok = unsafe {
+                match self.source {
+                    #[cfg(target_feature = "rdseed")]
+                    Source::RdSeed => _rdseed64_step(&mut v),
+                    #[cfg(not(target_feature = "rdseed"))]
+                    Source::RdSeed => rdseed(&mut v),
+                    #[cfg(target_feature = "rdrand")]
+                    Source::RdRand => _rdrand64_step(&mut v),
+                    #[cfg(not(target_feature = "rdrand"))]
+                    Source::RdRand => rdrand(&mut v),
+                }
+            };
+            if ok == 1 {
+                return Ok(v);
+            }
+            core::hint::spin_loop();
+        }
+        Err(NoEntropy)
+    }
+
+    /// Fills `buf` with random bytes.
+    pub fn fill(&self, buf: &mut [u8]) -> Result<(), NoEntropy> {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+// The intrinsics need the target feature enabled at compile time; the image is built for a
+// baseline CPU and checks CPUID at run time instead, so call them through wrappers that
+// enable the feature for this function only.
+#[cfg(not(target_feature = "rdseed"))]
+#[target_feature(enable = "rdseed")]
+unsafe fn rdseed(v: &mut u64) -> i32 {
+    _rdseed64_step(v)
+}
+
+#[cfg(not(target_feature = "rdrand"))]
+#[target_feature(enable = "rdrand")]
+unsafe fn rdrand(v: &mut u64) -> i32 {
+    _rdrand64_step(v)
+}
