@@ -87,15 +87,6 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
     console::TSC_BOOT.store(vdcnet_hal::cpu::rdtsc(), Ordering::Relaxed);
     defmt::info!("clock: TSC {=u64} kHz, wall {=u64} s", clock.tsc_hz() / 1000, clock.wall_ns().unwrap_or(0) / 1_000_000_000);
 
-    let rng = Rng::new();
-    let seed = match rng {
-        Some(r) => r.next_u64().unwrap_or(0),
-        None => {
-            println!("vdcnet: fatal: this CPU has neither RDSEED nor RDRAND; vdcnet needs a hardware random number generator (under QEMU use -cpu max or -cpu host)");
-            exit::fail();
-        }
-    };
-
     let config = match boot.module() {
         None => {
             println!("vdcnet: no config module: using the default config");
@@ -111,6 +102,18 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
                 exit::fail();
             }
         },
+    };
+
+    let seed = match Rng::new() {
+        Some(r) => r.next_u64().unwrap_or_else(|_| vdcnet_hal::rng::timer_jitter_seed()),
+        None if config.interface.is_some() => {
+            println!("vdcnet: fatal: this CPU has neither RDSEED nor RDRAND, and the WireGuard [Interface] needs a hardware random number generator for its keys (under QEMU use -cpu max or -cpu host)");
+            exit::fail();
+        }
+        None => {
+            println!("vdcnet: warning: this CPU has neither RDSEED nor RDRAND: seeding TCP from timer jitter; a WireGuard [Interface] would be refused (under QEMU use -cpu max or -cpu host)");
+            vdcnet_hal::rng::timer_jitter_seed()
+        }
     };
 
     if cmdline.fault_page {

@@ -37,7 +37,7 @@ pub enum ClockError {
 }
 
 impl Clock {
-    /// Measures the TSC rate against the PIT (about 20 ms), reads the RTC, and starts the
+    /// Measures the TSC rate against the PIT (about 5 ms), reads the RTC, and starts the
     /// periodic tick.
     ///
     /// # Safety
@@ -96,7 +96,7 @@ unsafe fn pit_count() -> u16 {
     }
 }
 
-/// Counts TSC cycles over about 20 ms of PIT time.
+/// Counts TSC cycles over about 5 ms of PIT time.
 ///
 /// # Safety
 /// The caller owns the PIT.
@@ -109,7 +109,7 @@ unsafe fn calibrate_tsc() -> Result<u64, ClockError> {
         outb(PIT_CH0, 0);
         outb(PIT_CH0, 0);
     }
-    const WANT: u64 = PIT_HZ / 50; // 20 ms
+    const WANT: u64 = PIT_HZ / 200; // 5 ms
     // SAFETY: the caller owns the PIT.
     let start = unsafe { pit_count() };
     let tsc0 = rdtsc();

@@ -93,3 +93,22 @@ unsafe fn rdseed(v: &mut u64) -> i32 {
 unsafe fn rdrand(v: &mut u64) -> i32 {
     _rdrand64_step(v)
 }
+
+/// A seed from the jitter of timed port writes, for machines without RDSEED/RDRAND.
+///
+/// This is NOT cryptographic-grade entropy: it is only good enough to make TCP initial
+/// sequence numbers and ephemeral ports unpredictable to a casual observer. The image
+/// refuses to run a WireGuard interface without a hardware RNG.
+pub fn timer_jitter_seed() -> u64 {
+    let mut h: u64 = 0x243f_6a88_85a3_08d3;
+    for _ in 0..256 {
+        let t0 = crate::cpu::rdtsc();
+        // SAFETY: port 0x80 is the POST diagnostic port, conventionally written as an I/O
+        // delay; nothing reads it.
+        unsafe { crate::port::outb(0x80, 0) };
+        let d = crate::cpu::rdtsc().wrapping_sub(t0);
+        h = (h ^ d ^ t0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+    }
+    h
+}
