@@ -60,7 +60,7 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
     };
     let heap = init_heap(&boot);
     // SAFETY: the boot information has been copied into `boot`; the heap starts above page 0.
-    unsafe { arch::unmap_null_page() };
+    unsafe { arch::unmap_guard_pages() };
     let cmdline = Cmdline::parse(boot.cmdline());
     let mut brand = [0u8; 48];
     println!(

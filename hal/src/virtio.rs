@@ -114,8 +114,8 @@ impl VirtioNic {
     /// # Safety
     /// The machine is a `microvm` (or otherwise has virtio-mmio windows at
     /// [`MICROVM_MMIO_BASE`]), that range is identity-mapped, and nothing else drives it.
-    pub unsafe fn probe_microvm(max: usize) -> heapless::Vec<Result<VirtioNic, NicError>, 8> {
-        let mut out = heapless::Vec::new();
+    pub unsafe fn probe_microvm(max: usize) -> alloc::vec::Vec<Result<VirtioNic, NicError>> {
+        let mut out = alloc::vec::Vec::new();
         for slot in (0..MICROVM_MMIO_SLOTS).rev() {
             if out.len() >= max.min(8) {
                 break;
@@ -132,7 +132,7 @@ impl VirtioNic {
             if t.device_type() != DeviceType::Network {
                 continue;
             }
-            let _ = out.push(Self::new(SomeTransport::from(t)));
+            out.push(Self::new(SomeTransport::from(t)));
         }
         out
     }

@@ -646,7 +646,7 @@ impl Vm {
         };
         let _ = writeln!(
             s,
-            "--- vm `{}` ({}, {status}, up {:.2?}) ---",
+            "--- vm `{}` ({}, {status}, started {:.2?} ago) ---",
             self.name,
             self.machine,
             self.started.elapsed()

@@ -33,11 +33,16 @@
 //! never yields a [`Config`]: the appliance does not boot half-configured.
 //!
 //! Files: `lines` (line splitting, comments, headers), `values` (one value at a time),
-//! `parser` (sections, limits and cross-checks), `keys` (WireGuard keys).
+//! `parser` (the pass over the file), `link` / `interface` / `peer` (one section kind
+//! each), `shared` (what they have in common), `keys` (WireGuard keys).
 
+mod interface;
 mod keys;
 mod lines;
+mod link;
 mod parser;
+mod peer;
+mod shared;
 mod values;
 
 use alloc::string::String;

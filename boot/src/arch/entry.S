@@ -146,9 +146,13 @@ boot_pd:
     .global boot_pt
 boot_pt:
     .skip 4096
-    .balign 16
+    /* Guard page: unmapped by kernel_main, so a stack overflow faults instead of
+       overwriting the page tables below it. */
+    .global boot_stack_guard
+boot_stack_guard:
+    .skip 4096
 boot_stack:
-    .skip 65536
+    .skip 256 * 1024
     .global boot_stack_top
 boot_stack_top:
 

@@ -186,18 +186,29 @@ pub fn exception_name(vector: u64) -> &'static str {
 
 extern "C" {
     static mut boot_pt: [u64; 512];
+    static boot_stack_guard: u8;
 }
 
-/// Unmaps page 0 so that null-pointer accesses fault instead of reading the real-mode IVT.
+/// Unmaps page 0, so that null-pointer accesses fault instead of reading the real-mode IVT,
+/// and the guard page under the boot stack, so that a stack overflow faults (and is
+/// reported from the exception stack) instead of overwriting the page tables.
 ///
 /// # Safety
 /// Nothing will read or write physical page 0 afterwards (the boot information, which the
 /// loader may place in low memory, has been copied out).
-pub unsafe fn unmap_null_page() {
+pub unsafe fn unmap_guard_pages() {
+    let guard = &raw const boot_stack_guard as usize;
     // SAFETY: boot_pt is the page table for the first 2 MiB, set up by the entry code; the
-    // caller guarantees page 0 is no longer needed; invlpg drops its stale TLB entry.
+    // kernel is linked at 1 MiB and smaller than 1 MiB, so the guard page is in that range.
+    // Neither page is in use (caller contract for page 0; the guard page is never used by
+    // design). invlpg drops the stale TLB entries.
     unsafe {
-        (*(&raw mut boot_pt))[0] = 0;
+        let pt = &mut *(&raw mut boot_pt);
+        pt[0] = 0;
+        if guard < 0x20_0000 {
+            pt[guard >> 12] = 0;
+        }
         asm!("invlpg [{}]", in(reg) 0usize, options(nostack, preserves_flags));
+        asm!("invlpg [{}]", in(reg) guard, options(nostack, preserves_flags));
     }
 }
