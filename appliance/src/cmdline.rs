@@ -24,12 +24,16 @@ impl Cmdline {
     pub fn parse(line: &str) -> Cmdline {
         let mut c = Cmdline::default();
         for word in line.split_ascii_whitespace() {
-            let Some(flag) = word.strip_prefix("vdcnet.") else { continue };
+            let Some(flag) = word.strip_prefix("vdcnet.") else {
+                continue;
+            };
             let (key, value) = flag.split_once('=').unwrap_or((flag, ""));
             match key {
                 "fault" => match value {
                     "page" => c.fault_page = true,
-                    _ => c.warnings.push(format!("vdcnet.fault={value}: the only fault is 'page'")),
+                    _ => c
+                        .warnings
+                        .push(format!("vdcnet.fault={value}: the only fault is 'page'")),
                 },
                 "ping" => {
                     for a in value.split(',').filter(|a| !a.is_empty()) {
@@ -38,7 +42,9 @@ impl Cmdline {
                             Ok(_) => c.warnings.push(format!(
                                 "vdcnet.ping: more than {MAX_PING_TARGETS} targets; ignoring {a}"
                             )),
-                            Err(_) => c.warnings.push(format!("vdcnet.ping: '{a}' is not an IP address")),
+                            Err(_) => c
+                                .warnings
+                                .push(format!("vdcnet.ping: '{a}' is not an IP address")),
                         }
                     }
                 }

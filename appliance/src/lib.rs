@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
-pub mod config;
 pub mod cmdline;
+pub mod config;
 pub mod runtime;
+pub mod tunnel;

@@ -129,7 +129,10 @@ impl<D: NetDevice> phy::Device for Wire<D> {
         if !self.dev.can_transmit() {
             return None;
         }
-        Some(TxTok { dev: &mut self.dev, counters: &mut self.counters })
+        Some(TxTok {
+            dev: &mut self.dev,
+            counters: &mut self.counters,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -188,7 +191,12 @@ fn err(line: usize, message: alloc::string::String) -> ConfigError {
 impl<D: NetDevice> Appliance<D> {
     /// Binds each `[Link]` to a NIC (by `MACAddress`, else in order among the NICs left)
     /// and brings it up. Errors name the config line; all are reported together.
-    pub fn new(config: &Config, nics: Vec<D>, opts: Options, now_us: u64) -> Result<Self, Vec<ConfigError>> {
+    pub fn new(
+        config: &Config,
+        nics: Vec<D>,
+        opts: Options,
+        now_us: u64,
+    ) -> Result<Self, Vec<ConfigError>> {
         let now = Instant::from_micros(now_us as i64);
         let mut errors = Vec::new();
         let n_nics = nics.len();
@@ -197,11 +205,17 @@ impl<D: NetDevice> Appliance<D> {
         // Links pinned by MAC first, then the rest in order.
         for link in config.links.iter().filter(|l| l.mac.is_some()) {
             let want = link.mac.map(|m| m.0);
-            match slots.iter().position(|s| s.as_ref().map(|d| Some(d.mac_address())) == Some(want)) {
+            match slots
+                .iter()
+                .position(|s| s.as_ref().map(|d| Some(d.mac_address())) == Some(want))
+            {
                 Some(i) => chosen.push((i, link)),
                 None => errors.push(err(
                     link.line,
-                    format!("no NIC has MACAddress {} (the VM has {n_nics} NIC(s))", link.mac.unwrap_or_default()),
+                    format!(
+                        "no NIC has MACAddress {} (the VM has {n_nics} NIC(s))",
+                        link.mac.unwrap_or_default()
+                    ),
                 )),
             }
         }
@@ -230,7 +244,9 @@ impl<D: NetDevice> Appliance<D> {
         // Each ping target goes to the port whose subnet holds it, else one with a gateway
         // of its family.
         for target in &opts.ping {
-            let on_link = ports.iter().position(|p| p.iface.ip_addrs().iter().any(|c| c.contains_addr(target)));
+            let on_link = ports
+                .iter()
+                .position(|p| p.iface.ip_addrs().iter().any(|c| c.contains_addr(target)));
             let via_gw = ports.iter().position(|p| p.has_gateway_for(target));
             match on_link.or(via_gw) {
                 Some(i) => ports[i].add_probe(*target, now),
@@ -251,12 +267,27 @@ impl<D: NetDevice> Appliance<D> {
     /// Writes one line per link: name, MAC, addresses, gateways.
     pub fn describe(&self, out: &mut dyn Write) {
         for p in &self.ports {
-            let _ = write!(out, "vdcnet: link{} {}", p.name, EthernetAddress(p.wire.dev.mac_address()));
+            let _ = write!(
+                out,
+                "vdcnet: link{} {}",
+                p.name,
+                EthernetAddress(p.wire.dev.mac_address())
+            );
             for a in p.iface.ip_addrs() {
                 let _ = write!(out, " {a}");
             }
             let _ = writeln!(out);
         }
+    }
+
+    /// Re-arms every NIC's interrupt before the CPU sleeps; `true` if a frame arrived
+    /// meanwhile (poll again instead of sleeping).
+    pub fn arm_interrupts(&mut self) -> bool {
+        let mut pending = false;
+        for p in &mut self.ports {
+            pending |= p.wire.dev.arm_interrupt();
+        }
+        pending
     }
 
     /// Counters of every port, in link order.
@@ -280,7 +311,11 @@ impl<D: NetDevice> Appliance<D> {
 impl<D: NetDevice> Port<D> {
     fn new(name: usize, dev: D, link: &LinkConfig, opts: &Options, now: Instant) -> Port<D> {
         let mac = dev.mac_address();
-        let mut wire = Wire { dev, rx: [0; MAX_FRAME], counters: PortCounters::default() };
+        let mut wire = Wire {
+            dev,
+            rx: [0; MAX_FRAME],
+            counters: PortCounters::default(),
+        };
         let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         cfg.random_seed = opts.seed ^ (name as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let mut iface = Interface::new(cfg, &mut wire, now);
@@ -307,7 +342,16 @@ impl<D: NetDevice> Port<D> {
             echo.push(sockets.add(s));
         }
         let gateways = (link.gateway_v4.is_some(), link.gateway_v6.is_some());
-        Port { wire, iface, sockets, echo, icmp: None, probes: Vec::new(), name, gateways }
+        Port {
+            wire,
+            iface,
+            sockets,
+            echo,
+            icmp: None,
+            probes: Vec::new(),
+            name,
+            gateways,
+        }
     }
 
     fn has_gateway_for(&self, target: &IpAddress) -> bool {
@@ -326,7 +370,11 @@ impl<D: NetDevice> Port<D> {
             let _ = s.bind(icmp::Endpoint::Ident(PING_IDENT));
             self.icmp = Some(self.sockets.add(s));
         }
-        self.probes.push(Probe { target, seq: 0, next_at: now });
+        self.probes.push(Probe {
+            target,
+            seq: 0,
+            next_at: now,
+        });
     }
 
     fn poll(&mut self, now: Instant, console: &mut dyn Write) -> bool {
@@ -386,7 +434,11 @@ impl<D: NetDevice> Port<D> {
                     .ok()
                     .and_then(|p| Icmpv4Repr::parse(&p, &ChecksumCapabilities::default()).ok())
                     .and_then(|r| match r {
-                        Icmpv4Repr::EchoReply { ident: PING_IDENT, seq_no, .. } => Some(seq_no),
+                        Icmpv4Repr::EchoReply {
+                            ident: PING_IDENT,
+                            seq_no,
+                            ..
+                        } => Some(seq_no),
                         _ => None,
                     }),
                 IpAddress::Ipv6(src) => {
@@ -397,9 +449,16 @@ impl<D: NetDevice> Port<D> {
                     dst.and_then(|dst| {
                         Icmpv6Packet::new_checked(&buf[..n])
                             .ok()
-                            .and_then(|p| Icmpv6Repr::parse(&src, &dst, &p, &ChecksumCapabilities::default()).ok())
+                            .and_then(|p| {
+                                Icmpv6Repr::parse(&src, &dst, &p, &ChecksumCapabilities::default())
+                                    .ok()
+                            })
                             .and_then(|r| match r {
-                                Icmpv6Repr::EchoReply { ident: PING_IDENT, seq_no, .. } => Some(seq_no),
+                                Icmpv6Repr::EchoReply {
+                                    ident: PING_IDENT,
+                                    seq_no,
+                                    ..
+                                } => Some(seq_no),
                                 _ => None,
                             })
                     })
@@ -419,17 +478,35 @@ impl<D: NetDevice> Port<D> {
             let data = b"vdcnet ping";
             match p.target {
                 IpAddress::Ipv4(_) => {
-                    let repr = Icmpv4Repr::EchoRequest { ident: PING_IDENT, seq_no: p.seq, data };
+                    let repr = Icmpv4Repr::EchoRequest {
+                        ident: PING_IDENT,
+                        seq_no: p.seq,
+                        data,
+                    };
                     if let Ok(b) = s.send(repr.buffer_len(), p.target) {
-                        repr.emit(&mut Icmpv4Packet::new_unchecked(b), &ChecksumCapabilities::default());
+                        repr.emit(
+                            &mut Icmpv4Packet::new_unchecked(b),
+                            &ChecksumCapabilities::default(),
+                        );
                         busy = true;
                     }
                 }
                 IpAddress::Ipv6(dst) => {
-                    let Some(IpAddress::Ipv6(src)) = source_for(&addrs, &p.target) else { continue };
-                    let repr = Icmpv6Repr::EchoRequest { ident: PING_IDENT, seq_no: p.seq, data };
+                    let Some(IpAddress::Ipv6(src)) = source_for(&addrs, &p.target) else {
+                        continue;
+                    };
+                    let repr = Icmpv6Repr::EchoRequest {
+                        ident: PING_IDENT,
+                        seq_no: p.seq,
+                        data,
+                    };
                     if let Ok(b) = s.send(repr.buffer_len(), p.target) {
-                        repr.emit(&src, &dst, &mut Icmpv6Packet::new_unchecked(b), &ChecksumCapabilities::default());
+                        repr.emit(
+                            &src,
+                            &dst,
+                            &mut Icmpv6Packet::new_unchecked(b),
+                            &ChecksumCapabilities::default(),
+                        );
                         busy = true;
                     }
                 }

@@ -124,6 +124,15 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
     }
 
     let nics = probe_nics();
+    // NICs that interrupt let the tick slow down to what protocol timers need; if any NIC
+    // cannot (virtio-mmio on microvm), keep polling at 1 kHz.
+    let irq_lines = nics.iter().try_fold(0u16, |m, n| n.irq().map(|l| m | 1 << l));
+    if let Some(lines) = irq_lines.filter(|_| !nics.is_empty()) {
+        // SAFETY: we own the PIT; the IDT has handlers for every PIC line.
+        unsafe { vdcnet_hal::clock::set_tick_hz(vdcnet_hal::clock::TICK_HZ_WITH_NIC_IRQS) };
+        defmt::info!("NIC interrupts on lines {=u16:#x}; tick {=u64} Hz", lines, vdcnet_hal::clock::TICK_HZ_WITH_NIC_IRQS);
+    }
+    let irq_lines = irq_lines.unwrap_or(0);
     let now = clock.now_us();
     let opts = Options { seed, ping: cmdline.ping.clone() };
     let mut appliance = match Appliance::new(&config, nics, opts, now) {
@@ -144,8 +153,10 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
     loop {
         let now = clock.now_us();
         let busy = appliance.poll(now, &mut out);
-        if !busy {
-            // Sleep until the next timer tick (1 ms) or any other interrupt.
+        if !busy && !appliance.arm_interrupts() {
+            // SAFETY: we own the PICs and the IDT handles every line.
+            unsafe { vdcnet_hal::pic::unmask(irq_lines) };
+            // Sleep until a NIC interrupts or the timer ticks.
             vdcnet_hal::cpu::wait_for_interrupt();
         }
     }

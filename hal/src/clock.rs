@@ -2,17 +2,18 @@
 //! RTC; and the periodic tick (PIT channel 0 through the 8259 PIC) that wakes the CPU from
 //! `hlt` so an idle appliance sleeps instead of spinning.
 
+
 use crate::cpu::rdtsc;
 use crate::port::{inb, outb};
 
 /// The PIT's input clock, in Hz.
 pub const PIT_HZ: u64 = 1_193_182;
-/// The tick rate of the idle timer.
+/// The tick rate of the idle timer when NICs cannot interrupt (polling every 1 ms).
 pub const TICK_HZ: u64 = 1000;
+/// The tick rate when every NIC interrupts on its own: ticks only drive protocol timers.
+pub const TICK_HZ_WITH_NIC_IRQS: u64 = 100;
 /// The interrupt vector the timer tick arrives on (PIC master remapped to 32..40).
 pub const TIMER_VECTOR: u8 = 32;
-/// First vector of the remapped PICs (master 32..40, slave 40..48).
-pub const PIC_BASE: u8 = 32;
 
 const PIT_CH0: u16 = 0x40;
 const PIT_CMD: u16 = 0x43;
@@ -37,13 +38,11 @@ pub enum ClockError {
 }
 
 impl Clock {
-    /// Measures the TSC rate against the PIT (about 5 ms), reads the RTC, and starts the
-    /// periodic tick.
+    /// Measures the TSC rate against the PIT (about 5 ms), reads the RTC, sets up the PICs
+    /// and starts the periodic tick at [`TICK_HZ`].
     ///
     /// # Safety
-    /// The caller owns the PIT, the PICs and the RTC, has installed a handler for
-    /// [`TIMER_VECTOR`] (and spurious vectors 39 and 47) that acknowledges the PIC, and keeps
-    /// interrupts disabled until it is ready for ticks.
+    /// As for [`crate::pic::init`], and the caller owns the PIT and the RTC.
     pub unsafe fn init() -> Result<Clock, ClockError> {
         // SAFETY: the caller owns the PIT and PICs.
         let tsc_hz = unsafe { calibrate_tsc()? };
@@ -52,8 +51,8 @@ impl Clock {
         let tsc_at_boot = rdtsc();
         // SAFETY: the caller owns the PIC and PIT and has a handler for the tick vector.
         unsafe {
-            init_pic();
-            start_tick();
+            crate::pic::init();
+            set_tick_hz(TICK_HZ);
         }
         Ok(Clock { tsc_hz, tsc_at_boot, wall_at_boot })
     }
@@ -140,33 +139,12 @@ unsafe fn calibrate_tsc() -> Result<u64, ClockError> {
     Ok(hz)
 }
 
-/// Remaps the 8259 PICs to vectors 32..48 and masks everything but the timer (IRQ 0) and
-/// the cascade (IRQ 2).
-///
-/// # Safety
-/// The caller owns the PICs and has handlers for the vectors they may raise.
-unsafe fn init_pic() {
-    // SAFETY: the caller owns the PICs; this is the standard ICW1..ICW4 sequence.
-    unsafe {
-        outb(0x20, 0x11);
-        outb(0xa0, 0x11);
-        outb(0x21, PIC_BASE);
-        outb(0xa1, PIC_BASE + 8);
-        outb(0x21, 0x04);
-        outb(0xa1, 0x02);
-        outb(0x21, 0x01);
-        outb(0xa1, 0x01);
-        outb(0x21, !0x05);
-        outb(0xa1, 0xff);
-    }
-}
-
-/// Programs PIT channel 0 for [`TICK_HZ`] periodic interrupts.
+/// Programs PIT channel 0 for `hz` periodic interrupts (19..=1_193_182).
 ///
 /// # Safety
 /// The caller owns the PIT.
-unsafe fn start_tick() {
-    let reload = (PIT_HZ / TICK_HZ) as u16;
+pub unsafe fn set_tick_hz(hz: u64) {
+    let reload = (PIT_HZ / hz.clamp(19, PIT_HZ)) as u16;
     // SAFETY: the caller owns the PIT; channel 0, lo/hi, mode 2.
     unsafe {
         outb(PIT_CMD, 0x34);
@@ -257,20 +235,6 @@ pub fn unix_seconds(year: u64, month: u64, day: u64, hour: u64, min: u64, sec: u
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     days * 86_400 + hour * 3600 + min * 60 + sec
-}
-
-/// Acknowledges an interrupt at the PIC(s) (end of interrupt).
-///
-/// # Safety
-/// Called from the handler of a PIC interrupt on `vector`.
-pub unsafe fn pic_eoi(vector: u8) {
-    // SAFETY: the caller is handling a PIC interrupt, which the PIC expects an EOI for.
-    unsafe {
-        if vector >= PIC_BASE + 8 {
-            outb(0xa0, 0x20);
-        }
-        outb(0x20, 0x20);
-    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod cpu;
 pub mod net;
 pub mod pci;
+pub mod pic;
 pub mod port;
 pub mod rng;
 pub mod serial;

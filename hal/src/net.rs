@@ -30,4 +30,12 @@ pub trait NetDevice {
 
     /// Whether [`NetDevice::transmit_with`] would find room now.
     fn can_transmit(&mut self) -> bool;
+
+    /// Called right before the CPU sleeps: acknowledge the NIC's interrupt so that the next
+    /// frame raises a new one. Returns `true` if a frame is already waiting, in which case
+    /// the caller must poll again instead of sleeping. A NIC without interrupts does nothing
+    /// and returns `false` (the caller's timer tick is its only wake-up).
+    fn arm_interrupt(&mut self) -> bool {
+        false
+    }
 }

@@ -11,7 +11,7 @@ use alloc::vec;
 use core::ptr::NonNull;
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
-use virtio_drivers::transport::pci::bus::PciRoot;
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, PciRoot};
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::{DeviceType, SomeTransport, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
@@ -99,13 +99,21 @@ pub struct VirtioNic {
     tx_of_token: [(u8, u16); QUEUE_SIZE],
     tx_free: heapless::Vec<u8, QUEUE_SIZE>,
     counters: NicCounters,
+    /// The legacy (8259) IRQ line the firmware routed the NIC to, if any.
+    irq: Option<u8>,
 }
 
 impl VirtioNic {
     /// Brings up the virtio-net PCI function `nf`.
     pub fn new_pci(root: &mut PciRoot<PortCam>, nf: &NetFunction) -> Result<VirtioNic, NicError> {
         let t = PciTransport::new::<IdentityHal, _>(root, nf.function).map_err(NicError::Pci)?;
-        Self::new(SomeTransport::from(t))
+        let mut nic = Self::new(SomeTransport::from(t))?;
+        // Interrupt line register, as the firmware (SeaBIOS) routed INTx; 0xff = none.
+        // SAFETY: a read of a read-only configuration register; `root` is not mid-access.
+        let cam = unsafe { PortCam::new() };
+        let line = cam.read_word(nf.function, 0x3c) as u8;
+        nic.irq = (1..16).contains(&line).then_some(line);
+        Ok(nic)
     }
 
     /// Probes the `microvm` virtio-mmio windows and brings up the network devices found, in
@@ -147,8 +155,9 @@ impl VirtioNic {
             tx_of_token: [(0, 0); QUEUE_SIZE],
             tx_free: (0..QUEUE_SIZE as u8).collect(),
             counters: NicCounters::default(),
+            irq: None,
         };
-        nic.raw.disable_interrupts();
+        nic.raw.enable_interrupts();
         for i in 0..QUEUE_SIZE {
             nic.post_rx(i)?;
         }
@@ -176,6 +185,12 @@ impl VirtioNic {
             }
             let _ = self.tx_free.push(i);
         }
+    }
+
+    /// The legacy IRQ line this NIC interrupts on (PCI INTx as routed by the firmware);
+    /// `None` on virtio-mmio, which this image polls.
+    pub fn irq(&self) -> Option<u8> {
+        self.irq
     }
 
     /// What this NIC has counted.
@@ -259,5 +274,12 @@ impl NetDevice for VirtioNic {
     fn can_transmit(&mut self) -> bool {
         self.reclaim_tx();
         !self.tx_free.is_empty() && self.raw.can_send()
+    }
+
+    fn arm_interrupt(&mut self) -> bool {
+        // Reading the ISR status deasserts the INTx line; a frame that completed before the
+        // read is still in the used ring and is reported so the caller polls it now.
+        let _ = self.raw.ack_interrupt();
+        self.raw.poll_receive().is_some()
     }
 }

@@ -62,8 +62,9 @@ pub use lines::MAX_LINE_LEN;
 pub const MAX_CONFIG_LEN: usize = 64 * 1024;
 /// `[Link]` sections: the image drives at most this many NICs.
 pub const MAX_LINKS: usize = 4;
-/// Addresses per `[Link]` or `[Interface]`.
-pub const MAX_ADDRESSES: usize = 8;
+/// Addresses per `[Link]` or `[Interface]`: the network stack holds 8 per interface and
+/// the appliance adds an IPv6 link-local address to every link.
+pub const MAX_ADDRESSES: usize = 7;
 /// `[Peer]` sections.
 pub const MAX_PEERS: usize = 64;
 /// `AllowedIPs` prefixes per `[Peer]`.

@@ -66,6 +66,7 @@ fn mask(v6: bool, len: u8) -> u128 {
 #[derive(Debug)]
 pub struct AllowedIps {
     entries: Vec<Entry>,
+    capacity: usize,
 }
 
 impl AllowedIps {
@@ -73,7 +74,13 @@ impl AllowedIps {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             entries: Vec::with_capacity(capacity),
+            capacity,
         }
+    }
+
+    /// The most prefixes the table will hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Number of prefixes.
@@ -89,7 +96,8 @@ impl AllowedIps {
     /// Maps `prefix` to `owner`. A prefix already present moves to the new owner, as with
     /// `wg set ... allowed-ips`.
     pub fn insert(&mut self, prefix: AllowedIp, owner: u16) -> Result<(), AllowedIpsError> {
-        let prefix = AllowedIp::new(prefix.addr, prefix.prefix_len).ok_or(AllowedIpsError::BadPrefix)?;
+        let prefix =
+            AllowedIp::new(prefix.addr, prefix.prefix_len).ok_or(AllowedIpsError::BadPrefix)?;
         let (v6, addr) = bits(prefix.addr);
         let m = mask(v6, prefix.prefix_len);
         let e = Entry {
@@ -107,7 +115,7 @@ impl AllowedIps {
             existing.owner = owner;
             return Ok(());
         }
-        if self.entries.len() == self.entries.capacity() {
+        if self.entries.len() >= self.capacity {
             return Err(AllowedIpsError::Full);
         }
         let at = self
@@ -135,17 +143,20 @@ impl AllowedIps {
 
     /// The prefixes of `owner`, longest first.
     pub fn prefixes_of(&self, owner: u16) -> impl Iterator<Item = AllowedIp> + '_ {
-        self.entries.iter().filter(move |e| e.owner == owner).map(|e| {
-            let addr = if e.v6 {
-                IpAddr::V6(e.net.into())
-            } else {
-                IpAddr::V4((e.net as u32).into())
-            };
-            AllowedIp {
-                addr,
-                prefix_len: e.len,
-            }
-        })
+        self.entries
+            .iter()
+            .filter(move |e| e.owner == owner)
+            .map(|e| {
+                let addr = if e.v6 {
+                    IpAddr::V6(e.net.into())
+                } else {
+                    IpAddr::V4((e.net as u32).into())
+                };
+                AllowedIp {
+                    addr,
+                    prefix_len: e.len,
+                }
+            })
     }
 }
 

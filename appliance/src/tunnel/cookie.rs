@@ -172,7 +172,11 @@ impl CookieJar {
     }
 
     /// Opens a cookie reply to our last handshake message and keeps the cookie.
-    pub fn consume_reply(&mut self, now: Instant, reply: &CookieReply<'_>) -> Result<(), DropReason> {
+    pub fn consume_reply(
+        &mut self,
+        now: Instant,
+        reply: &CookieReply<'_>,
+    ) -> Result<(), DropReason> {
         let aad = self.last_mac1.ok_or(DropReason::UnexpectedMessage)?;
         let mut buf = Zeroizing::new(*reply.encrypted_cookie());
         if !xaead_open(&self.cookie_key, reply.nonce(), &mut buf[..], &aad) {
@@ -254,7 +258,10 @@ mod tests {
             panic!()
         };
         // Nothing sent yet.
-        assert_eq!(jar.consume_reply(now, &r), Err(DropReason::UnexpectedMessage));
+        assert_eq!(
+            jar.consume_reply(now, &r),
+            Err(DropReason::UnexpectedMessage)
+        );
         jar.add_macs(now, &mut msg);
         // The reply was made for the message without mac1.
         assert_eq!(

@@ -5,7 +5,7 @@
 //! secrets come back wrapped in [`Zeroizing`] so they are wiped when dropped.
 
 use blake2::digest::consts::U16;
-use blake2::digest::{FixedOutput, KeyInit, Mac, Update};
+use blake2::digest::{FixedOutput, KeyInit, Update};
 use blake2::{Blake2s256, Blake2sMac, Digest};
 use chacha20poly1305::aead::generic_array::GenericArray;
 use chacha20poly1305::aead::AeadInPlace;
@@ -163,7 +163,12 @@ pub fn xaead_seal(key: &[u8; HASH_LEN], nonce: &[u8; XNONCE_LEN], buf: &mut [u8]
 }
 
 /// Opens `buf` (ciphertext || tag) in place, as [`aead_open`].
-pub fn xaead_open(key: &[u8; HASH_LEN], nonce: &[u8; XNONCE_LEN], buf: &mut [u8], aad: &[u8]) -> bool {
+pub fn xaead_open(
+    key: &[u8; HASH_LEN],
+    nonce: &[u8; XNONCE_LEN],
+    buf: &mut [u8],
+    aad: &[u8],
+) -> bool {
     if buf.len() < TAG_LEN {
         return false;
     }
@@ -182,7 +187,6 @@ pub fn xaead_open(key: &[u8; HASH_LEN], nonce: &[u8; XNONCE_LEN], buf: &mut [u8]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chacha20poly1305::aead::KeyInit as _;
 
     fn unhex(s: &str) -> std::vec::Vec<u8> {
         let s: std::string::String = s.chars().filter(|c| !c.is_whitespace()).collect();
@@ -264,7 +268,7 @@ mod tests {
                 arr("4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d"),
                 arr("e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493"),
             ),
-            arr("95cbde9476e8907d7ade45cb4b873f88b595a68799fa152e6f8f7647aac7957c")
+            arr("95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957")
         );
         let alice = x25519_dalek::StaticSecret::from(arr(
             "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",

@@ -199,7 +199,7 @@ impl<R: CryptoRngCore> Device<R> {
                 .ok_or(DeviceError::AllowedIps(AllowedIpsError::BadPrefix))?;
         }
         // Upper bound: existing prefixes may be reused, so this may refuse slightly early.
-        if self.allowed.len() + allowed_ips.len() > self.max_allowed_ips() {
+        if self.allowed.len() + allowed_ips.len() > self.allowed.capacity() {
             return Err(DeviceError::AllowedIps(AllowedIpsError::Full));
         }
         let id = slot as u16;
@@ -213,17 +213,304 @@ impl<R: CryptoRngCore> Device<R> {
         Ok(PeerId(id))
     }
 
-    fn max_allowed_ips(&self) -> usize {
-        // The table never grows past the capacity allocated in `new`.
-        self.allowed_capacity()
+    /// Adds one prefix to a peer's AllowedIPs (moving it from another peer if present).
+    pub fn add_allowed_ip(&mut self, id: PeerId, prefix: AllowedIp) -> Result<(), DeviceError> {
+        self.peer(id).ok_or(DeviceError::NoSuchPeer)?;
+        self.allowed
+            .insert(prefix, id.0)
+            .map_err(DeviceError::AllowedIps)
     }
 
-    fn allowed_capacity(&self) -> usize {
-        // Vec capacity is fixed after `with_capacity` because inserts check it first.
-        usize::MAX.min(self.allowed_len_cap())
+    /// Removes a peer, its keys (zeroized on drop) and its AllowedIPs.
+    pub fn remove_peer(&mut self, id: PeerId) -> Result<(), DeviceError> {
+        let slot = self
+            .peers
+            .get_mut(usize::from(id.0))
+            .ok_or(DeviceError::NoSuchPeer)?;
+        let peer = slot.take().ok_or(DeviceError::NoSuchPeer)?;
+        // Keep what it counted.
+        self.counters.accumulate(peer.counters());
+        self.allowed.remove_owner(id.0);
+        Ok(())
     }
 
-    fn allowed_len_cap(&self) -> usize {
-        self.allowed_cap
+    /// The peer in slot `id`.
+    pub fn peer(&self, id: PeerId) -> Option<&Peer> {
+        self.peers.get(usize::from(id.0))?.as_ref()
+    }
+
+    /// Mutable access to the peer in slot `id` (e.g. to change its endpoint).
+    pub fn peer_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
+        self.peers.get_mut(usize::from(id.0))?.as_mut()
+    }
+
+    /// All peers with their ids.
+    pub fn peers(&self) -> impl Iterator<Item = (PeerId, &Peer)> {
+        self.peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (PeerId(i as u16), p)))
+    }
+
+    /// The AllowedIPs of a peer, longest prefix first.
+    pub fn allowed_ips(&self, id: PeerId) -> impl Iterator<Item = AllowedIp> + '_ {
+        self.allowed.prefixes_of(id.0)
+    }
+
+    /// The peer whose static key is `key`.
+    pub fn find_by_key(&self, key: &PublicKey) -> Option<PeerId> {
+        self.peers()
+            .find(|(_, p)| p.public_key() == key)
+            .map(|(id, _)| id)
+    }
+
+    /// The peer whose AllowedIPs cover `addr` (longest prefix).
+    pub fn route(&self, addr: core::net::IpAddr) -> Option<PeerId> {
+        self.allowed.lookup(addr).map(PeerId)
+    }
+
+    /// Forces the under-load behaviour (cookie replies to handshakes without mac2).
+    pub fn set_under_load(&mut self, under_load: bool) {
+        self.limiter.set_under_load(under_load);
+    }
+
+    /// Device-level counters plus every peer's (including removed peers').
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counters;
+        for (_, p) in self.peers() {
+            c.accumulate(p.counters());
+        }
+        c
+    }
+
+    fn fail<'a>(&mut self, reason: DropReason) -> DeviceResult<'a> {
+        self.counters.record(reason);
+        DeviceResult::Err(reason)
+    }
+
+    /// The slot an index of ours points at, if a peer there owns it.
+    fn slot_for_index(&self, index: u32) -> Option<usize> {
+        let slot = ((index >> 8) ^ self.index_salt) as usize;
+        self.peers
+            .get(slot)?
+            .as_ref()
+            .filter(|p| p.owns_index(index))
+            .map(|_| slot)
+    }
+
+    /// Rebuilds a peer's result around `out`; `reply_to` overrides the peer's endpoint.
+    fn attach<'a>(
+        &mut self,
+        slot: usize,
+        r: Detached,
+        reply_to: Option<SocketAddr>,
+        out: &'a mut [u8],
+    ) -> DeviceResult<'a> {
+        let id = PeerId(slot as u16);
+        match r {
+            Detached::Done => DeviceResult::Done,
+            Detached::Err(e) => DeviceResult::Err(e),
+            Detached::Network(n) => {
+                let to = reply_to.or_else(|| self.peers[slot].as_ref().and_then(Peer::endpoint));
+                match to {
+                    Some(to) => DeviceResult::WriteToNetwork {
+                        to,
+                        peer: Some(id),
+                        datagram: &mut out[..n],
+                    },
+                    None => self.fail(DropReason::NoEndpoint),
+                }
+            }
+            Detached::V4(n, src) => self.check_source(slot, src.into(), n, out, |packet| {
+                DeviceResult::WriteToTunnelV4 {
+                    peer: id,
+                    src,
+                    packet,
+                }
+            }),
+            Detached::V6(n, src) => self.check_source(slot, src.into(), n, out, |packet| {
+                DeviceResult::WriteToTunnelV6 {
+                    peer: id,
+                    src,
+                    packet,
+                }
+            }),
+        }
+    }
+
+    /// Cryptokey routing on receive: the inner source must map back to the sending peer.
+    fn check_source<'a>(
+        &mut self,
+        slot: usize,
+        src: core::net::IpAddr,
+        n: usize,
+        out: &'a mut [u8],
+        make: impl FnOnce(&'a mut [u8]) -> DeviceResult<'a>,
+    ) -> DeviceResult<'a> {
+        if self.allowed.lookup(src) == Some(slot as u16) {
+            return make(&mut out[..n]);
+        }
+        if let Some(p) = self.peers[slot].as_mut() {
+            p.counters_mut().record(DropReason::AllowedIpsMismatch);
+        }
+        DeviceResult::Err(DropReason::AllowedIpsMismatch)
+    }
+
+    /// Encrypts an outbound IP packet for the peer whose AllowedIPs cover its destination.
+    /// `out` must hold `packet.len()` + 32 bytes (+15 padding) and at least 148.
+    pub fn encapsulate<'a>(
+        &mut self,
+        now: Now,
+        packet: &[u8],
+        out: &'a mut [u8],
+    ) -> DeviceResult<'a> {
+        let Some(header) = InnerHeader::parse(packet) else {
+            return self.fail(DropReason::BadInnerPacket);
+        };
+        let Some(id) = self.route(header.dst()) else {
+            return self.fail(DropReason::NoRoute);
+        };
+        self.encapsulate_to(now, id, packet, out)
+    }
+
+    /// Encrypts `packet` (a keepalive if empty) for peer `id`, skipping the routing lookup.
+    pub fn encapsulate_to<'a>(
+        &mut self,
+        now: Now,
+        id: PeerId,
+        packet: &[u8],
+        out: &'a mut [u8],
+    ) -> DeviceResult<'a> {
+        let slot = usize::from(id.0);
+        let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+            return self.fail(DropReason::NoRoute);
+        };
+        let r = detach(peer.encapsulate(now, &mut self.rng, packet, out));
+        self.attach(slot, r, None, out)
+    }
+
+    /// Processes one UDP datagram received from `src`. `out` must be at least as long as
+    /// the datagram and at least 148 bytes.
+    pub fn decapsulate<'a>(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        datagram: &[u8],
+        out: &'a mut [u8],
+    ) -> DeviceResult<'a> {
+        let msg = match Message::parse(datagram) {
+            Ok(m) => m,
+            Err(e) => return self.fail(e),
+        };
+        let sender = match &msg {
+            Message::Initiation(i) => Some(i.sender()),
+            Message::Response(r) => Some(r.sender()),
+            _ => None,
+        };
+        if let Some(sender) = sender {
+            match admit(
+                &mut self.checker,
+                &mut self.limiter,
+                now,
+                &mut self.rng,
+                src,
+                datagram,
+                sender,
+                out,
+            ) {
+                Admission::Accept => {}
+                Admission::CookieReply => {
+                    self.counters.tx_cookie_reply += 1;
+                    return DeviceResult::WriteToNetwork {
+                        to: src,
+                        peer: None,
+                        datagram: &mut out[..COOKIE_REPLY_LEN],
+                    };
+                }
+                Admission::Drop(e) => return self.fail(e),
+            }
+        }
+        let (slot, r) = match msg {
+            Message::Initiation(i) => {
+                let half = match consume_initiation_anon(&self.ours, &self.responder_hash, &i) {
+                    Ok(h) => h,
+                    Err(e) => return self.fail(e),
+                };
+                let Some(id) = self.find_by_key(&half.peer) else {
+                    return self.fail(DropReason::UnknownPeer);
+                };
+                let slot = usize::from(id.0);
+                let peer = self.peers[slot].as_mut().expect("found above");
+                let r = peer.handle_initiation(now, &mut self.rng, half, &i, src, out);
+                (slot, detach(r))
+            }
+            Message::Response(r) => {
+                let Some(slot) = self.slot_for_index(r.receiver()) else {
+                    return self.fail(DropReason::UnknownReceiver);
+                };
+                let peer = self.peers[slot].as_mut().expect("checked");
+                (slot, detach(peer.handle_response(now, &r, src, out)))
+            }
+            Message::CookieReply(c) => {
+                let Some(slot) = self.slot_for_index(c.receiver()) else {
+                    return self.fail(DropReason::UnknownReceiver);
+                };
+                let peer = self.peers[slot].as_mut().expect("checked");
+                (slot, detach(peer.handle_cookie_reply(now, &c)))
+            }
+            Message::Data(d) => {
+                let Some(slot) = self.slot_for_index(d.receiver()) else {
+                    return self.fail(DropReason::UnknownReceiver);
+                };
+                let peer = self.peers[slot].as_mut().expect("checked");
+                (slot, detach(peer.handle_data(now, &d, src, out)))
+            }
+        };
+        self.attach(slot, r, Some(src), out)
+    }
+
+    /// Runs every peer's timers, round-robin. Returns at most one datagram per call: call
+    /// again until `Done`.
+    pub fn update_timers<'a>(&mut self, now: Now, out: &'a mut [u8]) -> DeviceResult<'a> {
+        let n = self.peers.len();
+        for step in 0..n {
+            let slot = (self.timer_cursor + step) % n;
+            let Some(peer) = self.peers[slot].as_mut() else {
+                continue;
+            };
+            match detach(peer.update_timers(now, &mut self.rng, out)) {
+                Detached::Done => {}
+                r => {
+                    // Stay on this peer: it may have more to send.
+                    self.timer_cursor = slot;
+                    return self.attach(slot, r, None, out);
+                }
+            }
+        }
+        self.timer_cursor = 0;
+        DeviceResult::Done
+    }
+
+    /// Sends packets that waited for a handshake, one per call: call after `decapsulate`
+    /// until `Done`.
+    pub fn dequeue<'a>(&mut self, now: Instant, out: &'a mut [u8]) -> DeviceResult<'a> {
+        for slot in 0..self.peers.len() {
+            let Some(peer) = self.peers[slot].as_mut() else {
+                continue;
+            };
+            if peer.queued() == 0 {
+                continue;
+            }
+            match detach(peer.dequeue(now, out)) {
+                Detached::Done => {}
+                r => return self.attach(slot, r, None, out),
+            }
+        }
+        DeviceResult::Done
+    }
+
+    /// When `update_timers` next has something to do, over all peers.
+    pub fn poll_at(&self, now: Instant) -> Option<Instant> {
+        self.peers().filter_map(|(_, p)| p.poll_at(now)).min()
     }
 }

@@ -44,7 +44,10 @@ fn public_of(secret: &StaticSecret) -> [u8; KEY_LEN] {
     x25519_dalek::PublicKey::from(secret).to_bytes()
 }
 
-fn dh(secret: &StaticSecret, public: &[u8; KEY_LEN]) -> Result<Zeroizing<[u8; KEY_LEN]>, DropReason> {
+fn dh(
+    secret: &StaticSecret,
+    public: &[u8; KEY_LEN],
+) -> Result<Zeroizing<[u8; KEY_LEN]>, DropReason> {
     let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*public));
     if shared.was_contributory() {
         Ok(Zeroizing::new(shared.to_bytes()))
@@ -280,7 +283,11 @@ impl Handshake {
 
     /// Consumes a response to our pending initiation and returns the new keypair (we are
     /// the initiator). A response that does not authenticate leaves the pending state.
-    pub fn consume_response(&mut self, now: Instant, msg: &Response<'_>) -> Result<Keypair, DropReason> {
+    pub fn consume_response(
+        &mut self,
+        now: Instant,
+        msg: &Response<'_>,
+    ) -> Result<Keypair, DropReason> {
         let pending = match &self.pending {
             Some(p) if p.local_index == msg.receiver() => p,
             _ => return Err(DropReason::UnexpectedMessage),
@@ -289,7 +296,10 @@ impl Handshake {
         let ck = kdf1(&pending.chaining_key, e_r);
         let h = hash(&[&pending.hash, e_r]);
         let ck = kdf1(&ck, &dh(&pending.ephemeral, e_r)?[..]);
-        let shared = self.ours.dh(e_r).ok_or(DropReason::HandshakeDecryptFailed)?;
+        let shared = self
+            .ours
+            .dh(e_r)
+            .ok_or(DropReason::HandshakeDecryptFailed)?;
         let ck = kdf1(&ck, &shared[..]);
         let (ck, tau, key) = kdf3(&ck, &self.psk.0);
         let h = hash(&[&h, &tau[..]]);
@@ -298,7 +308,14 @@ impl Handshake {
             return Err(DropReason::HandshakeDecryptFailed);
         }
         let (t_send, t_recv) = kdf2(&ck, &[]);
-        let keypair = Keypair::new(&t_send, &t_recv, pending.local_index, msg.sender(), now, true);
+        let keypair = Keypair::new(
+            &t_send,
+            &t_recv,
+            pending.local_index,
+            msg.sender(),
+            now,
+            true,
+        );
         self.pending = None;
         Ok(keypair)
     }
@@ -330,7 +347,8 @@ mod tests {
         let now = Instant::from_secs(1);
 
         let mut init = [0u8; INITIATION_LEN];
-        ha.create_initiation(1, &mut OsRng, 0x100, &mut init).unwrap();
+        ha.create_initiation(1, &mut OsRng, 0x100, &mut init)
+            .unwrap();
         let Ok(Message::Initiation(im)) = Message::parse(&init) else {
             panic!()
         };
@@ -371,16 +389,20 @@ mod tests {
         let mut ha = Handshake::new(a.clone(), b.public_key(), None);
         let mut hb = Handshake::new(b.clone(), a.public_key(), None);
         let mut init = [0u8; INITIATION_LEN];
-        ha.create_initiation(1_000, &mut OsRng, 1, &mut init).unwrap();
+        ha.create_initiation(1_000, &mut OsRng, 1, &mut init)
+            .unwrap();
         let Ok(Message::Initiation(im)) = Message::parse(&init) else {
             panic!()
         };
         let rh = initial_hash(&b.public_key());
         let half = consume_initiation_anon(&b, &rh, &im).unwrap();
-        hb.consume_initiation(Instant::from_secs(1), half, &im).ok().unwrap();
+        hb.consume_initiation(Instant::from_secs(1), half, &im)
+            .ok()
+            .unwrap();
         let half = consume_initiation_anon(&b, &rh, &im).unwrap();
         assert_eq!(
-            hb.consume_initiation(Instant::from_secs(2), half, &im).err(),
+            hb.consume_initiation(Instant::from_secs(2), half, &im)
+                .err(),
             Some(DropReason::StaleTimestamp)
         );
     }
@@ -406,15 +428,26 @@ mod tests {
     fn mismatched_preshared_keys_fail_the_response() {
         let a = PrivateKey::generate(&mut OsRng);
         let b = PrivateKey::generate(&mut OsRng);
-        let mut ha = Handshake::new(a.clone(), b.public_key(), Some(PresharedKey::from_bytes([1; 32])));
-        let mut hb = Handshake::new(b.clone(), a.public_key(), Some(PresharedKey::from_bytes([2; 32])));
+        let mut ha = Handshake::new(
+            a.clone(),
+            b.public_key(),
+            Some(PresharedKey::from_bytes([1; 32])),
+        );
+        let mut hb = Handshake::new(
+            b.clone(),
+            a.public_key(),
+            Some(PresharedKey::from_bytes([2; 32])),
+        );
         let mut init = [0u8; INITIATION_LEN];
         ha.create_initiation(1, &mut OsRng, 1, &mut init).unwrap();
         let Ok(Message::Initiation(im)) = Message::parse(&init) else {
             panic!()
         };
         let half = consume_initiation_anon(&b, &initial_hash(&b.public_key()), &im).unwrap();
-        let consumed = hb.consume_initiation(Instant::ZERO, half, &im).ok().unwrap();
+        let consumed = hb
+            .consume_initiation(Instant::ZERO, half, &im)
+            .ok()
+            .unwrap();
         let mut resp = [0u8; RESPONSE_LEN];
         hb.create_response(Instant::ZERO, &mut OsRng, consumed, 2, &mut resp)
             .unwrap();

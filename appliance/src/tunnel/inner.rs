@@ -67,7 +67,7 @@ impl InnerHeader {
     }
 
     /// The length the header claims.
-    pub fn len(&self) -> usize {
+    pub fn total_len(&self) -> usize {
         match self {
             Self::V4 { len, .. } | Self::V6 { len, .. } => *len,
         }
@@ -104,7 +104,7 @@ mod tests {
     #[test]
     fn ipv4_header_gives_length_and_addresses() {
         let h = InnerHeader::parse(&V4_PADDED).unwrap();
-        assert_eq!(h.len(), 28);
+        assert_eq!(h.total_len(), 28);
         assert_eq!(h.src(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(h.dst(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
     }
@@ -117,7 +117,7 @@ mod tests {
         p[8..24].copy_from_slice(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
         p[24..40].copy_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
         let h = InnerHeader::parse(&p).unwrap();
-        assert_eq!(h.len(), 48);
+        assert_eq!(h.total_len(), 48);
         assert_eq!(h.src(), "fd00::1".parse::<IpAddr>().unwrap());
         assert_eq!(h.dst(), "fd00::2".parse::<IpAddr>().unwrap());
     }

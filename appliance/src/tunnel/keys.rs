@@ -59,9 +59,7 @@ impl PrivateKey {
 
     /// X25519(self, peer), or `None` if the result is all zeros (a low-order point).
     pub(crate) fn dh(&self, peer: &[u8; KEY_LEN]) -> Option<Zeroizing<[u8; KEY_LEN]>> {
-        let shared = self
-            .0
-            .diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
+        let shared = self.0.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
         if shared.was_contributory() {
             Some(Zeroizing::new(shared.to_bytes()))
         } else {

@@ -280,12 +280,23 @@ mod tests {
             Ok(Message::CookieReply(_))
         ));
         assert!(matches!(Message::parse(&msg(4, 32)), Ok(Message::Data(_))));
-        assert!(matches!(Message::parse(&msg(4, 1500)), Ok(Message::Data(_))));
+        assert!(matches!(
+            Message::parse(&msg(4, 1500)),
+            Ok(Message::Data(_))
+        ));
     }
 
     #[test]
     fn rejects_wrong_lengths_types_and_reserved_bytes() {
-        for (ty, len) in [(1, 147), (1, 149), (2, 91), (3, 65), (4, 31), (5, 148), (0, 148)] {
+        for (ty, len) in [
+            (1, 147),
+            (1, 149),
+            (2, 91),
+            (3, 65),
+            (4, 31),
+            (5, 148),
+            (0, 148),
+        ] {
             assert_eq!(
                 Message::parse(&msg(ty, len)).unwrap_err(),
                 DropReason::Malformed

@@ -22,9 +22,8 @@ use super::messages::{CookieReply, Data, Initiation, Response, INITIATION_LEN, R
 use super::queue::PacketQueue;
 use super::session::Keypair;
 use super::timers::{
-    Timers, KEEPALIVE_TIMEOUT, NEW_HANDSHAKE_AFTER_SILENCE, REKEY_AFTER_MESSAGES,
-    REKEY_AFTER_TIME, REKEY_ATTEMPT_TIME, REKEY_ON_RECEIVE_AGE, REKEY_TIMEOUT_JITTER_MAX_MS,
-    ZERO_KEYS_AFTER,
+    Timers, KEEPALIVE_TIMEOUT, NEW_HANDSHAKE_AFTER_SILENCE, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME,
+    REKEY_ATTEMPT_TIME, REKEY_ON_RECEIVE_AGE, REKEY_TIMEOUT_JITTER_MAX_MS, ZERO_KEYS_AFTER,
 };
 
 /// The time inputs of every call: the monotonic clock, and wall time for TAI64N.
@@ -81,6 +80,29 @@ impl PeerConfig {
             preshared_key: None,
             endpoint,
             persistent_keepalive: None,
+        }
+    }
+}
+
+/// A [`TunnelResult`] without the borrow of `out` (every result is a prefix of `out`), so
+/// internal steps can be chained and returned conditionally.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Out {
+    Done,
+    Net(usize),
+    V4(usize, Ipv4Addr),
+    V6(usize, Ipv6Addr),
+    Err(DropReason),
+}
+
+impl Out {
+    pub(crate) fn attach(self, out: &mut [u8]) -> TunnelResult<'_> {
+        match self {
+            Out::Done => TunnelResult::Done,
+            Out::Net(n) => TunnelResult::WriteToNetwork(&mut out[..n]),
+            Out::V4(n, a) => TunnelResult::WriteToTunnelV4(&mut out[..n], a),
+            Out::V6(n, a) => TunnelResult::WriteToTunnelV6(&mut out[..n], a),
+            Out::Err(e) => TunnelResult::Err(e),
         }
     }
 }
@@ -190,6 +212,16 @@ impl Peer {
         self.current.as_ref().is_some_and(|k| k.can_send(now))
     }
 
+    /// Whether we hold a fresh cookie from this peer (it was under load), used for mac2.
+    pub fn has_cookie(&self, now: Instant) -> bool {
+        self.jar.has_fresh_cookie(now)
+    }
+
+    /// Whether a handshake initiation of ours is waiting for a response.
+    pub fn handshake_pending(&self) -> bool {
+        self.handshake.pending_index().is_some()
+    }
+
     /// Number of packets waiting for a handshake.
     pub fn queued(&self) -> usize {
         self.queue.len()
@@ -225,9 +257,9 @@ impl Peer {
         self.timers.next_deadline(pending, self.has_session(now))
     }
 
-    fn fail<'a>(&mut self, reason: DropReason) -> TunnelResult<'a> {
+    fn fail(&mut self, reason: DropReason) -> Out {
         self.counters.record(reason);
-        TunnelResult::Err(reason)
+        Out::Err(reason)
     }
 
     fn next_local_index(&mut self) -> u32 {
@@ -241,12 +273,7 @@ impl Peer {
     }
 
     /// Sends an initiation now (first attempt or retry).
-    fn send_initiation<'a>(
-        &mut self,
-        now: Now,
-        rng: &mut impl CryptoRngCore,
-        out: &'a mut [u8],
-    ) -> TunnelResult<'a> {
+    fn send_initiation(&mut self, now: Now, rng: &mut impl CryptoRngCore, out: &mut [u8]) -> Out {
         if out.len() < INITIATION_LEN {
             return self.fail(DropReason::TooLarge);
         }
@@ -257,7 +284,10 @@ impl Peer {
         let msg: &mut [u8; INITIATION_LEN] = (&mut out[..INITIATION_LEN])
             .try_into()
             .expect("length checked");
-        if let Err(e) = self.handshake.create_initiation(now.wall_ns, rng, index, msg) {
+        if let Err(e) = self
+            .handshake
+            .create_initiation(now.wall_ns, rng, index, msg)
+        {
             return self.fail(e);
         }
         self.jar.add_macs(now.instant, msg);
@@ -267,29 +297,24 @@ impl Peer {
         self.timers.packet_sent(now.instant);
         self.want_handshake = false;
         self.counters.tx_initiation += 1;
-        TunnelResult::WriteToNetwork(&mut out[..INITIATION_LEN])
+        Out::Net(INITIATION_LEN)
     }
 
     /// Starts a handshake unless one is pending or one was sent within REKEY_TIMEOUT.
-    fn initiate_if_allowed<'a>(
+    fn initiate_if_allowed(
         &mut self,
         now: Now,
         rng: &mut impl CryptoRngCore,
-        out: &'a mut [u8],
-    ) -> TunnelResult<'a> {
+        out: &mut [u8],
+    ) -> Out {
         if self.handshake.pending_index().is_some() || !self.timers.may_initiate(now.instant) {
-            return TunnelResult::Done;
+            return Out::Done;
         }
         self.send_initiation(now, rng, out)
     }
 
     /// Encrypts with the current keypair; `None` if there is no usable one.
-    fn send_with_current<'a>(
-        &mut self,
-        now: Instant,
-        packet: &[u8],
-        out: &'a mut [u8],
-    ) -> Option<TunnelResult<'a>> {
+    fn send_with_current(&mut self, now: Instant, packet: &[u8], out: &mut [u8]) -> Option<Out> {
         let kp = self.current.as_mut().filter(|k| k.can_send(now))?;
         let n = match kp.encrypt(packet, out) {
             Ok(n) => n,
@@ -308,7 +333,7 @@ impl Peer {
             self.counters.tx_data += 1;
             self.counters.tx_bytes += packet.len() as u64;
         }
-        Some(TunnelResult::WriteToNetwork(&mut out[..n]))
+        Some(Out::Net(n))
     }
 
     /// Encrypts an IP packet (or a keepalive if empty) for this peer. Without a session the
@@ -322,6 +347,16 @@ impl Peer {
         packet: &[u8],
         out: &'a mut [u8],
     ) -> TunnelResult<'a> {
+        self.encapsulate_raw(now, rng, packet, out).attach(out)
+    }
+
+    fn encapsulate_raw(
+        &mut self,
+        now: Now,
+        rng: &mut impl CryptoRngCore,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Out {
         if self.endpoint.is_none() {
             return self.fail(DropReason::NoEndpoint);
         }
@@ -338,18 +373,25 @@ impl Peer {
             }
         }
         match self.initiate_if_allowed(now, rng, out) {
-            TunnelResult::Done if !queued => TunnelResult::Err(DropReason::QueueFull),
+            Out::Done if !queued => Out::Err(DropReason::QueueFull),
             r => r,
         }
     }
 
     /// Sends the oldest queued packet if a session is up.
     pub fn dequeue<'a>(&mut self, now: Instant, out: &'a mut [u8]) -> TunnelResult<'a> {
+        self.dequeue_raw(now, out).attach(out)
+    }
+
+    fn dequeue_raw(&mut self, now: Instant, out: &mut [u8]) -> Out {
+        if self.queue.is_empty() {
+            return Out::Done;
+        }
         let Some(kp) = self.current.as_mut().filter(|k| k.can_send(now)) else {
-            return TunnelResult::Done;
+            return Out::Done;
         };
         let Some(packet) = self.queue.front() else {
-            return TunnelResult::Done;
+            return Out::Done;
         };
         let len = packet.len();
         let r = match kp.encrypt(packet, out) {
@@ -363,7 +405,7 @@ impl Peer {
         self.timers.data_sent(now);
         self.counters.tx_data += 1;
         self.counters.tx_bytes += len as u64;
-        TunnelResult::WriteToNetwork(&mut out[..r])
+        Out::Net(r)
     }
 
     /// Answers an initiation from this peer (already screened and half-consumed).
@@ -376,6 +418,19 @@ impl Peer {
         src: SocketAddr,
         out: &'a mut [u8],
     ) -> TunnelResult<'a> {
+        self.handle_initiation_raw(now, rng, half, msg, src, out)
+            .attach(out)
+    }
+
+    fn handle_initiation_raw(
+        &mut self,
+        now: Instant,
+        rng: &mut impl CryptoRngCore,
+        half: HalfInitiation,
+        msg: &Initiation<'_>,
+        src: SocketAddr,
+        out: &mut [u8],
+    ) -> Out {
         if out.len() < RESPONSE_LEN {
             return self.fail(DropReason::TooLarge);
         }
@@ -404,7 +459,7 @@ impl Peer {
         self.timers.packet_sent(now);
         self.endpoint = Some(src);
         self.counters.tx_response += 1;
-        TunnelResult::WriteToNetwork(&mut out[..RESPONSE_LEN])
+        Out::Net(RESPONSE_LEN)
     }
 
     /// Completes our handshake with a response; sends the first queued packet or a
@@ -416,6 +471,16 @@ impl Peer {
         src: SocketAddr,
         out: &'a mut [u8],
     ) -> TunnelResult<'a> {
+        self.handle_response_raw(now, msg, src, out).attach(out)
+    }
+
+    fn handle_response_raw(
+        &mut self,
+        now: Instant,
+        msg: &Response<'_>,
+        src: SocketAddr,
+        out: &mut [u8],
+    ) -> Out {
         let keypair = match self.handshake.consume_response(now, msg) {
             Ok(k) => k,
             Err(e) => return self.fail(e),
@@ -431,25 +496,31 @@ impl Peer {
         self.endpoint = Some(src);
         self.want_handshake = false;
         self.counters.handshakes_completed += 1;
-        match self.dequeue(now, out) {
-            TunnelResult::Done => self
-                .send_with_current(now, &[], out)
-                .unwrap_or(TunnelResult::Done),
+        match self.dequeue_raw(now, out) {
+            Out::Done => self.send_with_current(now, &[], out).unwrap_or(Out::Done),
             r => r,
         }
     }
 
     /// Takes the cookie from a reply to one of our handshake messages.
-    pub fn handle_cookie_reply<'a>(&mut self, now: Instant, msg: &CookieReply<'_>) -> TunnelResult<'a> {
+    pub fn handle_cookie_reply<'a>(
+        &mut self,
+        now: Instant,
+        msg: &CookieReply<'_>,
+    ) -> TunnelResult<'a> {
         if !self.owns_index(msg.receiver()) {
-            return self.fail(DropReason::UnexpectedMessage);
+            self.counters.record(DropReason::UnexpectedMessage);
+            return TunnelResult::Err(DropReason::UnexpectedMessage);
         }
         match self.jar.consume_reply(now, msg) {
             Ok(()) => {
                 self.counters.rx_cookie_reply += 1;
                 TunnelResult::Done
             }
-            Err(e) => self.fail(e),
+            Err(e) => {
+                self.counters.record(e);
+                TunnelResult::Err(e)
+            }
         }
     }
 
@@ -461,12 +532,30 @@ impl Peer {
         src: SocketAddr,
         out: &'a mut [u8],
     ) -> TunnelResult<'a> {
+        self.handle_data_raw(now, msg, src, out).attach(out)
+    }
+
+    fn handle_data_raw(
+        &mut self,
+        now: Instant,
+        msg: &Data<'_>,
+        src: SocketAddr,
+        out: &mut [u8],
+    ) -> Out {
         let index = msg.receiver();
-        let slot = if self.current.as_ref().is_some_and(|k| k.local_index == index) {
+        let slot = if self
+            .current
+            .as_ref()
+            .is_some_and(|k| k.local_index == index)
+        {
             Slot::Current
         } else if self.next.as_ref().is_some_and(|k| k.local_index == index) {
             Slot::Next
-        } else if self.previous.as_ref().is_some_and(|k| k.local_index == index) {
+        } else if self
+            .previous
+            .as_ref()
+            .is_some_and(|k| k.local_index == index)
+        {
             Slot::Previous
         } else {
             return self.fail(DropReason::UnknownReceiver);
@@ -505,18 +594,18 @@ impl Peer {
         }
         if n == 0 {
             self.counters.rx_keepalive += 1;
-            return TunnelResult::Done;
+            return Out::Done;
         }
         let Some(header) = InnerHeader::parse(&out[..n]) else {
             return self.fail(DropReason::BadInnerPacket);
         };
         self.timers.data_received(now);
-        let len = header.len();
+        let len = header.total_len();
         self.counters.rx_data += 1;
         self.counters.rx_bytes += len as u64;
         match header {
-            InnerHeader::V4 { src, .. } => TunnelResult::WriteToTunnelV4(&mut out[..len], src),
-            InnerHeader::V6 { src, .. } => TunnelResult::WriteToTunnelV6(&mut out[..len], src),
+            InnerHeader::V4 { src, .. } => Out::V4(len, src),
+            InnerHeader::V6 { src, .. } => Out::V6(len, src),
         }
     }
 
@@ -545,8 +634,16 @@ impl Peer {
         rng: &mut impl CryptoRngCore,
         out: &'a mut [u8],
     ) -> TunnelResult<'a> {
+        self.update_timers_raw(now, rng, out).attach(out)
+    }
+
+    fn update_timers_raw(&mut self, now: Now, rng: &mut impl CryptoRngCore, out: &mut [u8]) -> Out {
         let t = now.instant;
-        if self.timers.keys_derived.is_some_and(|d| t >= d + ZERO_KEYS_AFTER) {
+        if self
+            .timers
+            .keys_derived
+            .is_some_and(|d| t >= d + ZERO_KEYS_AFTER)
+        {
             self.zero_keys();
         }
 
@@ -605,6 +702,6 @@ impl Peer {
                 }
             }
         }
-        TunnelResult::Done
+        Out::Done
     }
 }

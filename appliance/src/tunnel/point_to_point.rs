@@ -81,7 +81,12 @@ impl<R: CryptoRngCore> Tunnel<R> {
     }
 
     /// See [`Peer::encapsulate`]; send the result to [`Peer::endpoint`].
-    pub fn encapsulate<'a>(&mut self, now: Now, packet: &[u8], out: &'a mut [u8]) -> TunnelResult<'a> {
+    pub fn encapsulate<'a>(
+        &mut self,
+        now: Now,
+        packet: &[u8],
+        out: &'a mut [u8],
+    ) -> TunnelResult<'a> {
         self.peer.encapsulate(now, &mut self.rng, packet, out)
     }
 

@@ -123,7 +123,11 @@ impl HandshakeLimiter {
                 last: now,
             };
         }
-        let elapsed = if now > b.last { (now - b.last).total_micros() } else { 0 };
+        let elapsed = if now > b.last {
+            (now - b.last).total_micros()
+        } else {
+            0
+        };
         b.tokens_us = (b.tokens_us + elapsed).min(BUCKET_MAX_US);
         b.last = now;
         if b.tokens_us >= COST_US {

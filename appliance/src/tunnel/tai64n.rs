@@ -90,10 +90,7 @@ mod tests {
     fn stamp_encodes_tai64_epoch_and_whitened_nanos() {
         // 1 s and 0x0123_4567 ns after the Unix epoch.
         let t = Tai64n::from_unix_nanos(1_000_000_000 + 0x0123_4567);
-        assert_eq!(
-            t.0,
-            [0x40, 0, 0, 0, 0, 0, 0, 0x0b, 0x01, 0x00, 0x00, 0x00]
-        );
+        assert_eq!(t.0, [0x40, 0, 0, 0, 0, 0, 0, 0x0b, 0x01, 0x00, 0x00, 0x00]);
     }
 
     #[test]

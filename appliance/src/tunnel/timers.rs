@@ -150,7 +150,10 @@ mod tests {
             REKEY_ON_RECEIVE_AGE,
             REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
         );
-        assert_eq!(NEW_HANDSHAKE_AFTER_SILENCE, KEEPALIVE_TIMEOUT + REKEY_TIMEOUT);
+        assert_eq!(
+            NEW_HANDSHAKE_AFTER_SILENCE,
+            KEEPALIVE_TIMEOUT + REKEY_TIMEOUT
+        );
     }
 
     #[test]

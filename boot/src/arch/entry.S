@@ -223,14 +223,54 @@ timer_isr:
     pop %rax
     iretq
 
-    .global pic_other_isr
-pic_other_isr:
+/* IRQ n (1..15): mask the line and acknowledge. The event loop deals with the device and
+   unmasks the line before it sleeps again (see hal::pic). */
+    .macro irq_master n
+irq_\n:
     push %rax
+    in $0x21, %al
+    or $(1 << \n), %al
+    out %al, $0x21
+    mov $0x20, %al
+    out %al, $0x20
+    pop %rax
+    iretq
+    .endm
+    .macro irq_slave n
+irq_\n:
+    push %rax
+    in $0xa1, %al
+    or $(1 << (\n - 8)), %al
+    out %al, $0xa1
     mov $0x20, %al
     out %al, $0xa0
     out %al, $0x20
     pop %rax
     iretq
+    .endm
+    irq_master 1
+    irq_master 2
+    irq_master 3
+    irq_master 4
+    irq_master 5
+    irq_master 6
+    irq_master 7
+    irq_slave 8
+    irq_slave 9
+    irq_slave 10
+    irq_slave 11
+    irq_slave 12
+    irq_slave 13
+    irq_slave 14
+    irq_slave 15
+
+    .section .rodata
+    .balign 8
+    .global irq_stubs
+irq_stubs:
+    .irp n, 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    .quad irq_\n
+    .endr
 
     .section .rodata
     .balign 8

@@ -9,8 +9,8 @@ global_asm!(include_str!("entry.S"), options(att_syntax));
 
 extern "C" {
     static exception_stubs: [u64; 32];
+    static irq_stubs: [u64; 15];
     fn timer_isr();
-    fn pic_other_isr();
 }
 
 /// Stack for CPU exceptions (IST1), so a fault on a broken stack can still report itself.
@@ -130,8 +130,8 @@ pub unsafe fn init() {
             (*idt)[v] = gate(stub, ist);
         }
         (*idt)[32] = gate(timer_isr as *const () as u64, 0);
-        for v in 33..48 {
-            (*idt)[v] = gate(pic_other_isr as *const () as u64, 0);
+        for (i, &stub) in (*addr_of!(irq_stubs)).iter().enumerate() {
+            (*idt)[33 + i] = gate(stub, 0);
         }
         let ptr = DescriptorPointer { limit: (size_of::<[IdtEntry; 256]>() - 1) as u16, base: idt as u64 };
         asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack));

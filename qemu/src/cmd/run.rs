@@ -67,13 +67,7 @@ pub fn main(args: &[String]) -> CmdResult {
     for nic in vm.describe_nics() {
         eprintln!("vdcnet: {nic}");
     }
-    for i in 0.. {
-        let Some(ns) = vm.netns(i) else {
-            if vm.mac(i).is_none() {
-                break;
-            }
-            continue;
-        };
+    for ns in (0..vm.nic_count()).filter_map(|i| vm.netns(i)) {
         eprintln!(
             "vdcnet: try `ip netns exec {} ping 10.0.2.15` (or ping -6 fec0::15)",
             ns.name()
