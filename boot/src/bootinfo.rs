@@ -168,7 +168,10 @@ unsafe fn parse_pvh(info: u64, bi: &mut BootInfo) -> Result<(), BootInfoError> {
                 let size: u64 = rd(e + 8);
                 let kind: u32 = rd(e + 16);
                 if kind == 1 {
-                    let _ = bi.memory.push(Region { start: addr, end: addr.saturating_add(size) });
+                    let _ = bi.memory.push(Region {
+                        start: addr,
+                        end: addr.saturating_add(size),
+                    });
                 }
             }
         }
@@ -226,7 +229,10 @@ unsafe fn parse_multiboot2(info: u64, bi: &mut BootInfo) -> Result<(), BootInfoE
                             let len: u64 = rd(e + 8);
                             let kind: u32 = rd(e + 16);
                             if kind == 1 {
-                                let _ = bi.memory.push(Region { start: addr, end: addr.saturating_add(len) });
+                                let _ = bi.memory.push(Region {
+                                    start: addr,
+                                    end: addr.saturating_add(len),
+                                });
                             }
                             e += entry_size as u64;
                         }

@@ -85,7 +85,11 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
     };
     console::TSC_HZ.store(clock.tsc_hz(), Ordering::Relaxed);
     console::TSC_BOOT.store(vdcnet_hal::cpu::rdtsc(), Ordering::Relaxed);
-    defmt::info!("clock: TSC {=u64} kHz, wall {=u64} s", clock.tsc_hz() / 1000, clock.wall_ns().unwrap_or(0) / 1_000_000_000);
+    defmt::info!(
+        "clock: TSC {=u64} kHz, wall {=u64} s",
+        clock.tsc_hz() / 1000,
+        clock.wall_ns().unwrap_or(0) / 1_000_000_000
+    );
 
     let config = match boot.module() {
         None => {
@@ -98,14 +102,19 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
                 for e in &errors {
                     println!("config: {e}");
                 }
-                println!("vdcnet: fatal: the config has {} error(s); not booting", errors.len());
+                println!(
+                    "vdcnet: fatal: the config has {} error(s); not booting",
+                    errors.len()
+                );
                 exit::fail();
             }
         },
     };
 
     let seed = match Rng::new() {
-        Some(r) => r.next_u64().unwrap_or_else(|_| vdcnet_hal::rng::timer_jitter_seed()),
+        Some(r) => r
+            .next_u64()
+            .unwrap_or_else(|_| vdcnet_hal::rng::timer_jitter_seed()),
         None if config.interface.is_some() => {
             println!("vdcnet: fatal: this CPU has neither RDSEED nor RDRAND, and the WireGuard [Interface] needs a hardware random number generator for its keys (under QEMU use -cpu max or -cpu host)");
             exit::fail();
@@ -126,15 +135,24 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
     let nics = probe_nics();
     // NICs that interrupt let the tick slow down to what protocol timers need; if any NIC
     // cannot (virtio-mmio on microvm), keep polling at 1 kHz.
-    let irq_lines = nics.iter().try_fold(0u16, |m, n| n.irq().map(|l| m | 1 << l));
+    let irq_lines = nics
+        .iter()
+        .try_fold(0u16, |m, n| n.irq().map(|l| m | 1 << l));
     if let Some(lines) = irq_lines.filter(|_| !nics.is_empty()) {
         // SAFETY: we own the PIT; the IDT has handlers for every PIC line.
         unsafe { vdcnet_hal::clock::set_tick_hz(vdcnet_hal::clock::TICK_HZ_WITH_NIC_IRQS) };
-        defmt::info!("NIC interrupts on lines {=u16:#x}; tick {=u64} Hz", lines, vdcnet_hal::clock::TICK_HZ_WITH_NIC_IRQS);
+        defmt::info!(
+            "NIC interrupts on lines {=u16:#x}; tick {=u64} Hz",
+            lines,
+            vdcnet_hal::clock::TICK_HZ_WITH_NIC_IRQS
+        );
     }
     let irq_lines = irq_lines.unwrap_or(0);
     let now = clock.now_us();
-    let opts = Options { seed, ping: cmdline.ping.clone() };
+    let opts = Options {
+        seed,
+        ping: cmdline.ping.clone(),
+    };
     let mut appliance = match Appliance::new(&config, nics, opts, now) {
         Ok(a) => a,
         Err(errors) => {
@@ -147,7 +165,11 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
     };
     let mut out = console::console();
     appliance.describe(&mut out);
-    println!("vdcnet: ready ({} link(s) up, {} ms after boot)", appliance.links(), clock.now_us() / 1000);
+    println!(
+        "vdcnet: ready ({} link(s) up, {} ms after boot)",
+        appliance.links(),
+        clock.now_us() / 1000
+    );
     defmt::info!("ready");
 
     loop {
@@ -197,14 +219,21 @@ fn probe_nics() -> Vec<VirtioNic> {
 /// mapped). Returns its size in bytes.
 fn init_heap(boot: &BootInfo) -> usize {
     // Linker-defined symbols: only their addresses are used.
-    let (kstart, kend) = (&raw const __kernel_start as u64, &raw const __kernel_end as u64);
+    let (kstart, kend) = (
+        &raw const __kernel_start as u64,
+        &raw const __kernel_end as u64,
+    );
     let mut best = (0u64, 0u64);
     for r in &boot.memory {
         let start = r.start.max(0x1000);
         let end = r.end.min(1 << 32);
         // Cut the kernel out of the region; keep the larger side.
         let (s, e) = if start < kend && end > kstart {
-            if end - kend >= kstart.saturating_sub(start) { (kend, end) } else { (start, kstart) }
+            if end - kend >= kstart.saturating_sub(start) {
+                (kend, end)
+            } else {
+                (start, kstart)
+            }
         } else {
             (start, end)
         };

@@ -2,7 +2,6 @@
 //! RTC; and the periodic tick (PIT channel 0 through the 8259 PIC) that wakes the CPU from
 //! `hlt` so an idle appliance sleeps instead of spinning.
 
-
 use crate::cpu::rdtsc;
 use crate::port::{inb, outb};
 
@@ -54,7 +53,11 @@ impl Clock {
             crate::pic::init();
             set_tick_hz(TICK_HZ);
         }
-        Ok(Clock { tsc_hz, tsc_at_boot, wall_at_boot })
+        Ok(Clock {
+            tsc_hz,
+            tsc_at_boot,
+            wall_at_boot,
+        })
     }
 
     /// The TSC frequency that calibration measured.
@@ -109,7 +112,7 @@ unsafe fn calibrate_tsc() -> Result<u64, ClockError> {
         outb(PIT_CH0, 0);
     }
     const WANT: u64 = PIT_HZ / 200; // 5 ms
-    // SAFETY: the caller owns the PIT.
+                                    // SAFETY: the caller owns the PIT.
     let start = unsafe { pit_count() };
     let tsc0 = rdtsc();
     let mut elapsed: u64 = 0;
@@ -127,7 +130,11 @@ unsafe fn calibrate_tsc() -> Result<u64, ClockError> {
         }
         unchanged = 0;
         // The counter runs down; going up means it reloaded.
-        let step = if c < last { (last - c) as u64 } else { last as u64 + (65536 - c as u64) };
+        let step = if c < last {
+            (last - c) as u64
+        } else {
+            last as u64 + (65536 - c as u64)
+        };
         elapsed += step;
         last = c;
     }
@@ -183,7 +190,15 @@ unsafe fn read_rtc() -> Option<u64> {
                     return None;
                 }
             }
-            Some([cmos(0x00), cmos(0x02), cmos(0x04), cmos(0x07), cmos(0x08), cmos(0x09), cmos(0x32)])
+            Some([
+                cmos(0x00),
+                cmos(0x02),
+                cmos(0x04),
+                cmos(0x07),
+                cmos(0x08),
+                cmos(0x09),
+                cmos(0x32),
+            ])
         }
     };
     let mut a = read()?;
@@ -228,7 +243,11 @@ unsafe fn read_rtc() -> Option<u64> {
 /// Seconds since 1970-01-01 for a proleptic Gregorian UTC date and time.
 pub fn unix_seconds(year: u64, month: u64, day: u64, hour: u64, min: u64, sec: u64) -> u64 {
     // Days from civil: shift the year to start in March so the leap day is last.
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + day - 1;

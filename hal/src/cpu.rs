@@ -17,7 +17,11 @@ pub fn features() -> Features {
     // CPUID is available on every x86_64 CPU and has no side effects.
     let l1 = __cpuid(1);
     let max = __cpuid(0).eax;
-    let l7 = if max >= 7 { __cpuid_count(7, 0) } else { __cpuid(0) };
+    let l7 = if max >= 7 {
+        __cpuid_count(7, 0)
+    } else {
+        __cpuid(0)
+    };
     let ext_max = __cpuid(0x8000_0000).eax;
     let inv = ext_max >= 0x8000_0007 && (__cpuid(0x8000_0007).edx >> 8) & 1 == 1;
     Features {

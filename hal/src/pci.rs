@@ -27,7 +27,14 @@ impl PortCam {
     /// Whether a host bridge answers at 00:00.0 (false on machines without PCI, such as
     /// QEMU's `microvm`).
     pub fn present(&self) -> bool {
-        let id = self.read_word(DeviceFunction { bus: 0, device: 0, function: 0 }, 0);
+        let id = self.read_word(
+            DeviceFunction {
+                bus: 0,
+                device: 0,
+                function: 0,
+            },
+            0,
+        );
         id != 0xffff_ffff && id != 0
     }
 }
@@ -95,8 +102,7 @@ pub fn find_virtio_net(root: &mut PciRoot<PortCam>, max: usize) -> heapless::Vec
             if info.header_type == HeaderType::PciPciBridge {
                 let _ = bridges.push(function);
             }
-            if virtio_device_type(&info) == Some(DeviceType::Network) && found.len() < max.min(8)
-            {
+            if virtio_device_type(&info) == Some(DeviceType::Network) && found.len() < max.min(8) {
                 root.set_command(
                     function,
                     Command::IO_SPACE | Command::MEMORY_SPACE | Command::BUS_MASTER,

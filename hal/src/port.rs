@@ -14,7 +14,9 @@ use core::arch::asm;
 pub unsafe fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: the caller guarantees the port belongs to a device it owns.
-    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -25,7 +27,9 @@ pub unsafe fn inb(port: u16) -> u8 {
 #[inline]
 pub unsafe fn outb(port: u16, v: u8) {
     // SAFETY: the caller guarantees the port belongs to a device it owns.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Reads a 32-bit word from `port`.
@@ -36,7 +40,9 @@ pub unsafe fn outb(port: u16, v: u8) {
 pub unsafe fn inl(port: u16) -> u32 {
     let v: u32;
     // SAFETY: the caller guarantees the port belongs to a device it owns.
-    unsafe { asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -47,5 +53,7 @@ pub unsafe fn inl(port: u16) -> u32 {
 #[inline]
 pub unsafe fn outl(port: u16, v: u32) {
     // SAFETY: the caller guarantees the port belongs to a device it owns.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+    };
 }

@@ -24,9 +24,13 @@ impl Rng {
     pub fn new() -> Option<Rng> {
         let f = crate::cpu::features();
         let rng = if f.rdseed {
-            Rng { source: Source::RdSeed }
+            Rng {
+                source: Source::RdSeed,
+            }
         } else if f.rdrand {
-            Rng { source: Source::RdRand }
+            Rng {
+                source: Source::RdRand,
+            }
         } else {
             return None;
         };

@@ -179,7 +179,10 @@ impl VirtioNic {
         while let Some(token) = self.raw.poll_transmit() {
             let (i, len) = self.tx_of_token[token as usize % QUEUE_SIZE];
             // SAFETY: this is the same buffer slice `transmit_begin` got for `token`.
-            let r = unsafe { self.raw.transmit_complete(token, &self.tx[i as usize][..len as usize]) };
+            let r = unsafe {
+                self.raw
+                    .transmit_complete(token, &self.tx[i as usize][..len as usize])
+            };
             if r.is_err() {
                 self.counters.tx_errors += 1;
             }

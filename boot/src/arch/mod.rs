@@ -57,8 +57,15 @@ struct IdtEntry {
     _reserved: u32,
 }
 
-const MISSING: IdtEntry =
-    IdtEntry { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, _reserved: 0 };
+const MISSING: IdtEntry = IdtEntry {
+    offset_low: 0,
+    selector: 0,
+    ist: 0,
+    type_attr: 0,
+    offset_mid: 0,
+    offset_high: 0,
+    _reserved: 0,
+};
 
 static mut IDT: [IdtEntry; 256] = [MISSING; 256];
 
@@ -101,7 +108,10 @@ pub unsafe fn init() {
             | (((limit >> 16) & 0xf) << 48)
             | (((base >> 24) & 0xff) << 56);
         (*gdt)[4] = base >> 32;
-        let ptr = DescriptorPointer { limit: (size_of::<[u64; 5]>() - 1) as u16, base: gdt as u64 };
+        let ptr = DescriptorPointer {
+            limit: (size_of::<[u64; 5]>() - 1) as u16,
+            base: gdt as u64,
+        };
         asm!(
             "lgdt [{ptr}]",
             "push 0x08",
@@ -133,7 +143,10 @@ pub unsafe fn init() {
         for (i, &stub) in (*addr_of!(irq_stubs)).iter().enumerate() {
             (*idt)[33 + i] = gate(stub, 0);
         }
-        let ptr = DescriptorPointer { limit: (size_of::<[IdtEntry; 256]>() - 1) as u16, base: idt as u64 };
+        let ptr = DescriptorPointer {
+            limit: (size_of::<[IdtEntry; 256]>() - 1) as u16,
+            base: idt as u64,
+        };
         asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack));
     }
 }
