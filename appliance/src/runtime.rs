@@ -267,11 +267,11 @@ impl<D: NetDevice> Appliance<D> {
     /// Writes one line per link: name, MAC, addresses, gateways.
     pub fn describe(&self, out: &mut dyn Write) {
         for p in &self.ports {
+            let m = p.wire.dev.mac_address();
             let _ = write!(
                 out,
-                "vdcnet: link{} {}",
-                p.name,
-                EthernetAddress(p.wire.dev.mac_address())
+                "vdcnet: link{} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                p.name, m[0], m[1], m[2], m[3], m[4], m[5]
             );
             for a in p.iface.ip_addrs() {
                 let _ = write!(out, " {a}");

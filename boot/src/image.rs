@@ -19,11 +19,13 @@ use linked_list_allocator::LockedHeap;
 use vdcnet_appliance::cmdline::Cmdline;
 use vdcnet_appliance::config::{self, Config};
 use vdcnet_appliance::runtime::{Appliance, Options};
+use vdcnet_hal::acpi;
 use vdcnet_hal::clock::Clock;
 use vdcnet_hal::net::NetDevice;
-use vdcnet_hal::pci::PortCam;
+use vdcnet_hal::pci::{Cam, PortCam};
 use vdcnet_hal::rng::Rng;
 use vdcnet_hal::virtio::VirtioNic;
+use virtio_drivers::transport::pci::bus::ConfigurationAccess;
 use virtio_drivers::transport::pci::bus::PciRoot;
 
 #[global_allocator]
@@ -132,7 +134,7 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
         unsafe { core::ptr::read_volatile(0x80_0000_0000usize as *const u64) };
     }
 
-    let nics = probe_nics();
+    let nics = probe_nics(boot.rsdp);
     // NICs that interrupt let the tick slow down to what protocol timers need; if any NIC
     // cannot (virtio-mmio on microvm), keep polling at 1 kHz.
     let irq_lines = nics
@@ -186,14 +188,26 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
 
 /// Finds the NICs: virtio-net PCI functions in PCI order, or on machines without PCI
 /// (microvm), the virtio-mmio devices.
-fn probe_nics() -> Vec<VirtioNic> {
+fn probe_nics(rsdp: Option<u64>) -> Vec<VirtioNic> {
     let mut nics = Vec::new();
-    // SAFETY: the kernel owns the PCI configuration ports.
-    let cam = unsafe { PortCam::new() };
+    // SAFETY: the first MiB and the ACPI tables (below 4 GiB) are identity-mapped; reading
+    // them has no side effects.
+    let ecam = unsafe { acpi::find_rsdp(rsdp).and_then(|r| acpi::find_ecam(r)) };
+    let cam = match ecam {
+        // SAFETY: MCFG names this window as segment 0's ECAM; it is identity-mapped and
+        // only this code drives PCI configuration.
+        Some(e) => unsafe { Cam::ecam(e.base) },
+        // SAFETY: the kernel owns the PCI configuration ports.
+        None => Cam::Port(unsafe { PortCam::new() }),
+    };
     if cam.present() {
+        defmt::info!("PCI configuration through {=str}", cam.kind());
+        // SAFETY: the clone is only used for reads of read-only registers (bus numbers,
+        // interrupt line) between accesses through the root.
+        let reader = unsafe { cam.unsafe_clone() };
         let mut root = PciRoot::new(cam);
-        for nf in vdcnet_hal::pci::find_virtio_net(&mut root, MAX_NICS) {
-            match VirtioNic::new_pci(&mut root, &nf) {
+        for nf in vdcnet_hal::pci::find_virtio_net(&mut root, &reader, MAX_NICS) {
+            match VirtioNic::new_pci(&mut root, &reader, &nf) {
                 Ok(n) => nics.push(n),
                 Err(e) => println!("vdcnet: warning: virtio-net at {}: {e:?}", nf.function),
             }

@@ -16,6 +16,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod clock;
 pub mod cpu;
 pub mod net;

@@ -1,6 +1,6 @@
-//! PCI configuration space through the legacy port I/O mechanism (0xcf8/0xcfc), which every
-//! PC-compatible machine has (i440fx `pc` and `q35` alike), and the virtio-net functions
-//! found on it.
+//! PCI configuration space, through ECAM (memory-mapped, where ACPI's MCFG table says the
+//! machine has it, as on `q35`) or else the legacy port I/O mechanism (0xcf8/0xcfc) that
+//! every PC-compatible machine has; and the virtio-net functions found on it.
 
 use crate::port::{inl, outl};
 use virtio_drivers::transport::pci::bus::{
@@ -71,6 +71,82 @@ impl ConfigurationAccess for PortCam {
     }
 }
 
+/// Configuration access the image uses: ECAM where available, else port I/O.
+pub enum Cam {
+    Port(PortCam),
+    Ecam { base: usize },
+}
+
+impl Cam {
+    /// ECAM at `base` (covering buses 0..=255 of segment 0).
+    ///
+    /// # Safety
+    /// `base` is the segment-0 ECAM window from MCFG, identity-mapped (256 MiB), and
+    /// nothing else uses it.
+    pub unsafe fn ecam(base: u64) -> Cam {
+        Cam::Ecam {
+            base: base as usize,
+        }
+    }
+
+    fn ecam_addr(base: usize, df: DeviceFunction, offset: u8) -> *mut u32 {
+        let off = (df.bus as usize) << 20
+            | (df.device as usize & 0x1f) << 15
+            | (df.function as usize & 0x7) << 12
+            | (offset as usize & 0xfc);
+        (base + off) as *mut u32
+    }
+
+    /// Whether anything answers at 00:00.0.
+    pub fn present(&self) -> bool {
+        let id = self.read_word(
+            DeviceFunction {
+                bus: 0,
+                device: 0,
+                function: 0,
+            },
+            0,
+        );
+        id != 0xffff_ffff && id != 0
+    }
+
+    /// Which mechanism this is, for the boot log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Cam::Port(_) => "port I/O",
+            Cam::Ecam { .. } => "ECAM",
+        }
+    }
+}
+
+impl ConfigurationAccess for Cam {
+    fn read_word(&self, df: DeviceFunction, offset: u8) -> u32 {
+        match self {
+            Cam::Port(p) => p.read_word(df, offset),
+            // SAFETY: `Cam::ecam`'s caller guarantees the window is mapped ECAM; the address
+            // stays inside it (bus < 256, device < 32, function < 8, offset < 256).
+            Cam::Ecam { base } => unsafe { Self::ecam_addr(*base, df, offset).read_volatile() },
+        }
+    }
+
+    fn write_word(&mut self, df: DeviceFunction, offset: u8, data: u32) {
+        match self {
+            Cam::Port(p) => p.write_word(df, offset, data),
+            // SAFETY: as in `read_word`.
+            Cam::Ecam { base } => unsafe {
+                Self::ecam_addr(*base, df, offset).write_volatile(data)
+            },
+        }
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        match self {
+            Cam::Port(_) => Cam::Port(PortCam { _private: () }),
+            Cam::Ecam { base } => Cam::Ecam { base: *base },
+        }
+    }
+}
+
 /// A virtio-net function found on the bus.
 #[derive(Clone, Debug)]
 pub struct NetFunction {
@@ -78,18 +154,14 @@ pub struct NetFunction {
     pub info: DeviceFunctionInfo,
 }
 
-/// A second handle on the configuration ports, for reads alongside a [`PciRoot`].
-///
-/// # Safety
-/// Only for reads of read-only registers while no write through the root is in progress.
-unsafe fn root_cam() -> PortCam {
-    PortCam { _private: () }
-}
-
 /// Walks bus 0 and every bus behind a PCI-to-PCI bridge, and returns the virtio-net
 /// functions in PCI order (bus, device, function), at most `max` of them, with memory space
 /// and bus mastering enabled.
-pub fn find_virtio_net(root: &mut PciRoot<PortCam>, max: usize) -> heapless::Vec<NetFunction, 8> {
+pub fn find_virtio_net(
+    root: &mut PciRoot<Cam>,
+    reader: &Cam,
+    max: usize,
+) -> heapless::Vec<NetFunction, 8> {
     let mut found = heapless::Vec::new();
     let mut buses: heapless::Vec<u8, 32> = heapless::Vec::new();
     let _ = buses.push(0);
@@ -112,10 +184,7 @@ pub fn find_virtio_net(root: &mut PciRoot<PortCam>, max: usize) -> heapless::Vec
         }
         for bridge in bridges {
             // Bus numbers register: primary, secondary, subordinate.
-            // SAFETY: PortCam is stateless; this reads a read-only register while `root`
-            // is not in use.
-            let cam = unsafe { root_cam() };
-            let secondary = (cam.read_word(bridge, 0x18) >> 8) as u8;
+            let secondary = (reader.read_word(bridge, 0x18) >> 8) as u8;
             if secondary != 0 && !buses.contains(&secondary) {
                 let _ = buses.push(secondary);
             }

@@ -4,7 +4,7 @@
 //! sending a frame allocates nothing.
 
 use crate::net::NetDevice;
-use crate::pci::{NetFunction, PortCam};
+use crate::pci::{Cam, NetFunction};
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use alloc::boxed::Box;
 use alloc::vec;
@@ -105,13 +105,15 @@ pub struct VirtioNic {
 
 impl VirtioNic {
     /// Brings up the virtio-net PCI function `nf`.
-    pub fn new_pci(root: &mut PciRoot<PortCam>, nf: &NetFunction) -> Result<VirtioNic, NicError> {
+    pub fn new_pci(
+        root: &mut PciRoot<Cam>,
+        reader: &Cam,
+        nf: &NetFunction,
+    ) -> Result<VirtioNic, NicError> {
         let t = PciTransport::new::<IdentityHal, _>(root, nf.function).map_err(NicError::Pci)?;
         let mut nic = Self::new(SomeTransport::from(t))?;
         // Interrupt line register, as the firmware (SeaBIOS) routed INTx; 0xff = none.
-        // SAFETY: a read of a read-only configuration register; `root` is not mid-access.
-        let cam = unsafe { PortCam::new() };
-        let line = cam.read_word(nf.function, 0x3c) as u8;
+        let line = reader.read_word(nf.function, 0x3c) as u8;
         nic.irq = (1..16).contains(&line).then_some(line);
         Ok(nic)
     }
