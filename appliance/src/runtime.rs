@@ -28,6 +28,7 @@ const ECHO_BUF: usize = 4096;
 const PING_IDENT: u16 = 0x7664; // "vd"
 const PING_INTERVAL_US: i64 = 1_000_000;
 const MAX_FRAME: usize = 1514;
+const ETH_HEADER: usize = 14;
 
 /// What the boot code hands the appliance besides the config.
 #[derive(Clone, Debug, Default)]
@@ -52,6 +53,8 @@ struct Wire<D> {
     dev: D,
     rx: [u8; MAX_FRAME],
     counters: PortCounters,
+    /// Largest frame sent: the link's MTU plus the Ethernet header.
+    max_frame: usize,
 }
 
 struct RxTok<'a> {
@@ -115,7 +118,9 @@ impl<D: NetDevice> phy::Device for Wire<D> {
         Self: 'a;
 
     fn receive(&mut self, _now: Instant) -> Option<(RxTok<'_>, TxTok<'_, D>)> {
-        let Wire { dev, rx, counters } = self;
+        let Wire {
+            dev, rx, counters, ..
+        } = self;
         let n = dev.receive_with(|frame| {
             let n = frame.len().min(MAX_FRAME);
             rx[..n].copy_from_slice(&frame[..n]);
@@ -138,7 +143,7 @@ impl<D: NetDevice> phy::Device for Wire<D> {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = MAX_FRAME;
+        caps.max_transmission_unit = self.max_frame;
         caps.max_burst_size = Some(16);
         let mut cs = ChecksumCapabilities::default();
         cs.ipv4 = Checksum::Both;
@@ -232,7 +237,25 @@ impl<D: NetDevice> Appliance<D> {
                 )),
             }
         }
+        // A tunnel in the config must not be silently ignored: until the image carries the
+        // WireGuard data path, such a config is refused.
+        if let Some(i) = &config.interface {
+            errors.push(err(
+                i.line,
+                "[Interface] (WireGuard) is not supported by this image yet; remove the [Interface] and [Peer] sections".into(),
+            ));
+        }
+        for (i, link) in &chosen {
+            let max = slots[*i].as_ref().map_or(MAX_FRAME, |d| d.max_frame_len()) - ETH_HEADER;
+            if let Some(mtu) = link.mtu.filter(|&m| m as usize > max) {
+                errors.push(err(
+                    link.line,
+                    format!("MTU {mtu} is larger than this NIC carries ({max})"),
+                ));
+            }
+        }
         if !errors.is_empty() {
+            errors.sort_by_key(|e| e.line);
             return Err(errors);
         }
         chosen.sort_by_key(|c| c.1.line);
@@ -311,10 +334,14 @@ impl<D: NetDevice> Appliance<D> {
 impl<D: NetDevice> Port<D> {
     fn new(name: usize, dev: D, link: &LinkConfig, opts: &Options, now: Instant) -> Port<D> {
         let mac = dev.mac_address();
+        let max_frame = link
+            .mtu
+            .map_or(MAX_FRAME, |m| (m as usize + ETH_HEADER).min(MAX_FRAME));
         let mut wire = Wire {
             dev,
             rx: [0; MAX_FRAME],
             counters: PortCounters::default(),
+            max_frame,
         };
         let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         cfg.random_seed = opts.seed ^ (name as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -529,4 +556,304 @@ fn source_for(addrs: &[IpCidr], dst: &IpAddress) -> Option<IpAddress> {
             })
         })
         .map(|c| c.address())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use smoltcp::wire::{
+        ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr,
+        IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr,
+    };
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    #[derive(Default)]
+    struct Queues {
+        rx: VecDeque<Vec<u8>>,
+        tx: Vec<Vec<u8>>,
+    }
+
+    /// An in-memory NIC: the test pushes frames in and reads what the appliance sent.
+    struct MockNic {
+        mac: [u8; 6],
+        q: Rc<RefCell<Queues>>,
+    }
+
+    impl NetDevice for MockNic {
+        fn mac_address(&self) -> [u8; 6] {
+            self.mac
+        }
+        fn receive_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+            let frame = self.q.borrow_mut().rx.pop_front()?;
+            Some(f(&frame))
+        }
+        fn transmit_with<R>(&mut self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+            let mut buf = vec![0u8; len];
+            let r = f(&mut buf);
+            self.q.borrow_mut().tx.push(buf);
+            Some(r)
+        }
+        fn can_transmit(&mut self) -> bool {
+            true
+        }
+    }
+
+    const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+
+    fn nic(last: u8) -> (MockNic, Rc<RefCell<Queues>>) {
+        let q = Rc::new(RefCell::new(Queues::default()));
+        (
+            MockNic {
+                mac: [0x52, 0x54, 0, 0, 0, last],
+                q: q.clone(),
+            },
+            q,
+        )
+    }
+
+    fn boot(text: &str, nics: Vec<MockNic>) -> Result<Appliance<MockNic>, Vec<ConfigError>> {
+        let cfg = config::parse(text.as_bytes()).expect("test config parses");
+        Appliance::new(
+            &cfg,
+            nics,
+            Options {
+                seed: 1,
+                ping: Vec::new(),
+            },
+            0,
+        )
+    }
+
+    fn ethernet(
+        dst: [u8; 6],
+        proto: EthernetProtocol,
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Vec<u8> {
+        let repr = EthernetRepr {
+            src_addr: EthernetAddress(PEER_MAC),
+            dst_addr: EthernetAddress(dst),
+            ethertype: proto,
+        };
+        let mut buf = vec![0u8; repr.buffer_len() + payload_len];
+        let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+        repr.emit(&mut frame);
+        fill(frame.payload_mut());
+        buf
+    }
+
+    fn arp_request(target: Ipv4Address) -> Vec<u8> {
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: EthernetAddress(PEER_MAC),
+            source_protocol_addr: Ipv4Address::new(10, 0, 2, 2),
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target,
+        };
+        ethernet([0xff; 6], EthernetProtocol::Arp, arp.buffer_len(), |p| {
+            arp.emit(&mut ArpPacket::new_unchecked(p))
+        })
+    }
+
+    fn echo_request(dst_mac: [u8; 6], dst: Ipv4Address) -> Vec<u8> {
+        let icmp = Icmpv4Repr::EchoRequest {
+            ident: 7,
+            seq_no: 3,
+            data: b"hello",
+        };
+        let ip = Ipv4Repr {
+            src_addr: Ipv4Address::new(10, 0, 2, 2),
+            dst_addr: dst,
+            next_header: IpProtocol::Icmp,
+            payload_len: icmp.buffer_len(),
+            hop_limit: 64,
+        };
+        let caps = ChecksumCapabilities::default();
+        ethernet(
+            dst_mac,
+            EthernetProtocol::Ipv4,
+            ip.buffer_len() + icmp.buffer_len(),
+            |p| {
+                let mut pkt = Ipv4Packet::new_unchecked(p);
+                ip.emit(&mut pkt, &caps);
+                icmp.emit(&mut Icmpv4Packet::new_unchecked(pkt.payload_mut()), &caps);
+            },
+        )
+    }
+
+    fn run(app: &mut Appliance<MockNic>, from_us: u64) {
+        let mut out = String::new();
+        for t in 0..20 {
+            app.poll(from_us + t * 1000, &mut out);
+        }
+    }
+
+    #[test]
+    fn arp_request_for_our_address_gets_a_reply_with_our_mac() {
+        let (n, q) = nic(1);
+        let mut app = boot("[Link]\nAddress = 10.0.2.15/24\n", vec![n]).unwrap();
+        q.borrow_mut()
+            .rx
+            .push_back(arp_request(Ipv4Address::new(10, 0, 2, 15)));
+        run(&mut app, 0);
+        let tx = &q.borrow().tx;
+        let reply = tx
+            .iter()
+            .filter_map(|f| EthernetFrame::new_checked(&f[..]).ok())
+            .filter(|f| f.ethertype() == EthernetProtocol::Arp)
+            .filter_map(|f| ArpRepr::parse(&ArpPacket::new_checked(f.payload()).ok()?).ok())
+            .find(|a| {
+                matches!(
+                    a,
+                    ArpRepr::EthernetIpv4 {
+                        operation: ArpOperation::Reply,
+                        ..
+                    }
+                )
+            });
+        match reply {
+            Some(ArpRepr::EthernetIpv4 {
+                source_hardware_addr,
+                source_protocol_addr,
+                ..
+            }) => {
+                assert_eq!(source_hardware_addr.0, [0x52, 0x54, 0, 0, 0, 1]);
+                assert_eq!(source_protocol_addr, Ipv4Address::new(10, 0, 2, 15));
+            }
+            other => panic!("no ARP reply; got {other:?} among {} frames", tx.len()),
+        }
+    }
+
+    #[test]
+    fn icmp_echo_request_gets_an_echo_reply_with_the_same_data() {
+        let (n, q) = nic(1);
+        let mut app = boot("[Link]\nAddress = 10.0.2.15/24\n", vec![n]).unwrap();
+        // Teach it the peer's MAC first so the reply needs no ARP round.
+        q.borrow_mut()
+            .rx
+            .push_back(arp_request(Ipv4Address::new(10, 0, 2, 15)));
+        q.borrow_mut().rx.push_back(echo_request(
+            [0x52, 0x54, 0, 0, 0, 1],
+            Ipv4Address::new(10, 0, 2, 15),
+        ));
+        run(&mut app, 0);
+        let caps = ChecksumCapabilities::default();
+        let found = q.borrow().tx.iter().any(|f| {
+            let Ok(eth) = EthernetFrame::new_checked(&f[..]) else {
+                return false;
+            };
+            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+                return false;
+            };
+            let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
+                return false;
+            };
+            matches!(Icmpv4Repr::parse(&icmp, &caps),
+                Ok(Icmpv4Repr::EchoReply { ident: 7, seq_no: 3, data }) if data == b"hello")
+                && eth.dst_addr().0 == PEER_MAC
+        });
+        assert!(found, "no echo reply among {} frames", q.borrow().tx.len());
+    }
+
+    #[test]
+    fn echo_request_for_another_address_is_not_answered() {
+        let (n, q) = nic(1);
+        let mut app = boot("[Link]\nAddress = 10.0.2.15/24\n", vec![n]).unwrap();
+        q.borrow_mut().rx.push_back(echo_request(
+            [0x52, 0x54, 0, 0, 0, 1],
+            Ipv4Address::new(10, 0, 2, 99),
+        ));
+        run(&mut app, 0);
+        assert!(q
+            .borrow()
+            .tx
+            .iter()
+            .all(|f| EthernetFrame::new_checked(&f[..])
+                .map(|e| e.ethertype() != EthernetProtocol::Ipv4)
+                .unwrap_or(true)));
+        assert_eq!(app.counters()[0].rx_frames, 1);
+    }
+
+    #[test]
+    fn garbage_frames_are_received_and_dropped_without_panic() {
+        let (n, q) = nic(1);
+        let mut app = boot("[Link]\nAddress = 10.0.2.15/24\n", vec![n]).unwrap();
+        let mut seed = 0x1234_5678_u64;
+        for len in [0usize, 1, 13, 14, 15, 60, 100, 1514] {
+            let mut f = vec![0u8; len];
+            for b in f.iter_mut() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                *b = (seed >> 33) as u8;
+            }
+            if len >= 14 {
+                f[12..14].copy_from_slice(&[0x08, 0x00]); // claim IPv4
+            }
+            q.borrow_mut().rx.push_back(f);
+        }
+        run(&mut app, 0);
+        assert_eq!(app.counters()[0].rx_frames, 8);
+    }
+
+    #[test]
+    fn links_bind_by_mac_first_then_in_nic_order() {
+        let (a, _) = nic(1);
+        let (b, _) = nic(2);
+        let (c, _) = nic(3);
+        let app = boot(
+            "[Link]\nAddress = 10.0.1.1/24\n[Link]\nMACAddress = 52:54:00:00:00:01\nAddress = 10.0.2.1/24\n[Link]\nAddress = 10.0.3.1/24\n",
+            vec![a, b, c],
+        )
+        .unwrap();
+        let mut out = String::new();
+        app.describe(&mut out);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[0].contains("52:54:00:00:00:02") && lines[0].contains("10.0.1.1/24"),
+            "{out}"
+        );
+        assert!(
+            lines[1].contains("52:54:00:00:00:01") && lines[1].contains("10.0.2.1/24"),
+            "{out}"
+        );
+        assert!(
+            lines[2].contains("52:54:00:00:00:03") && lines[2].contains("10.0.3.1/24"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn more_links_than_nics_is_an_error_naming_each_unbound_link() {
+        let (a, _) = nic(1);
+        let errors = boot(
+            "[Link]\nAddress = 10.0.1.1/24\n[Link]\nAddress = 10.0.2.1/24\n[Link]\nMACAddress = 52:54:00:00:00:09\nAddress = 10.0.3.1/24\n",
+            vec![a],
+        )
+        .err()
+        .expect("must fail");
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 5]);
+        assert!(errors[1].message.contains("MACAddress"), "{:?}", errors);
+    }
+
+    #[test]
+    fn a_tunnel_section_is_refused_rather_than_ignored() {
+        let (a, _) = nic(1);
+        let text = "[Link]\nAddress = 10.0.1.1/24\n[Interface]\nPrivateKey = dwdtCnMYpX08FsFyUbJmRQf+wxDjbUDzgM4DWJc3rN0=\n";
+        let errors = boot(text, vec![a]).err().expect("must fail");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 3);
+    }
+
+    #[test]
+    fn an_mtu_above_what_the_nic_carries_is_an_error() {
+        let (a, _) = nic(1);
+        let errors = boot("[Link]\nAddress = 10.0.1.1/24\nMTU = 9000\n", vec![a])
+            .err()
+            .expect("must fail");
+        assert_eq!(errors[0].line, 1);
+        assert!(errors[0].message.contains("MTU 9000"));
+    }
 }
