@@ -77,7 +77,10 @@ Colour = blue
     for line in [2, 3, 4, 5] {
         let prefix = format!("config: line {line}: ");
         assert!(
-            vm.console().snapshot().iter().any(|l| l.starts_with(&prefix)),
+            vm.console()
+                .snapshot()
+                .iter()
+                .any(|l| l.starts_with(&prefix)),
             "no `{prefix}...` error on the console\n{}",
             vm.evidence()
         );

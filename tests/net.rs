@@ -58,9 +58,7 @@ fn concurrent_tcp_echo_connections_each_get_their_own_bytes() {
 #[test]
 fn two_appliances_on_one_wire_ping_each_other_v4_and_v6() {
     let wire = Wire::new("pair");
-    let conf = |n: u8| {
-        format!("[Link]\nAddress = 10.9.0.{n}/24, fd09::{n}/64\n")
-    };
+    let conf = |n: u8| format!("[Link]\nAddress = 10.9.0.{n}/24, fd09::{n}/64\n");
     let a = ok(Vm::builder("a")
         .config(&conf(1))
         .append("vdcnet.ping=10.9.0.2,fd09::2")
@@ -73,7 +71,12 @@ fn two_appliances_on_one_wire_ping_each_other_v4_and_v6() {
         .spawn());
     ok(a.wait_for_line(READY, TIMEOUT));
     ok(b.wait_for_line(READY, TIMEOUT));
-    for (vm, peer) in [(&a, "10.9.0.2"), (&a, "fd09::2"), (&b, "10.9.0.1"), (&b, "fd09::1")] {
+    for (vm, peer) in [
+        (&a, "10.9.0.2"),
+        (&a, "fd09::2"),
+        (&b, "10.9.0.1"),
+        (&b, "fd09::1"),
+    ] {
         let line = ok(vm.wait_for_line(&format!("vdcnet: ping {peer} seq="), TIMEOUT));
         assert!(line.ends_with("reply"), "{line}");
     }

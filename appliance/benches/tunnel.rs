@@ -102,6 +102,7 @@ fn bt_handshake(a: &mut Tunn, b: &mut Tunn, x: &mut [u8], y: &mut [u8]) {
     };
     black_box(ka);
 }
+
 fn encap_decap(c: &mut Criterion) {
     let mut g = c.benchmark_group("encap_decap");
     for size in SIZES {
@@ -111,7 +112,6 @@ fn encap_decap(c: &mut Criterion) {
         let (mut a, mut b) = our_pair();
         let (mut x, mut y) = (vec![0u8; 2048], vec![0u8; 2048]);
         our_handshake(&mut a, &mut b, &mut x, &mut y);
-        // Deliver a keepalive so B promotes its keypair (not needed for A -> B, but real).
         let src = sa("192.0.2.1:1");
         g.bench_function(format!("ours/{size}"), |bench| {
             bench.iter(|| {

@@ -146,7 +146,7 @@ impl Pair {
     fn ours_send(&mut self, p: &[u8]) -> Got {
         ours_got(self.ours.encapsulate(self.now(), p, &mut self.buf))
     }
-    fn to_ours(&mut self, d: &[u8]) -> Got {
+    fn deliver_ours(&mut self, d: &[u8]) -> Got {
         let now = Instant::from_micros(self.us);
         ours_got(self.ours.decapsulate(now, sa(THEIRS), d, &mut self.buf))
     }
@@ -156,7 +156,7 @@ impl Pair {
     fn bt_send(&mut self, p: &[u8]) -> Got {
         bt_got(self.bt.encapsulate(p, &mut self.buf))
     }
-    fn to_bt(&mut self, d: &[u8]) -> Got {
+    fn deliver_bt(&mut self, d: &[u8]) -> Got {
         let src: IpAddr = sa(OURS).ip();
         bt_got(self.bt.decapsulate(Some(src), d, &mut self.buf))
     }
@@ -169,10 +169,10 @@ impl Pair {
     fn handshake_from_ours(&mut self, first: &[u8]) -> Got {
         let init = net(self.ours_send(first));
         assert_eq!(init.len(), 148);
-        let resp = net(self.to_bt(&init));
+        let resp = net(self.deliver_bt(&init));
         assert_eq!(resp.len(), 92);
-        let data = net(self.to_ours(&resp));
-        self.to_bt(&data)
+        let data = net(self.deliver_ours(&resp));
+        self.deliver_bt(&data)
     }
 }
 
@@ -183,9 +183,9 @@ fn exchange_data_both_ways(p: &mut Pair) {
             ipv6_udp(&[i; 1300]),
         ] {
             let d = net(p.ours_send(&pkt));
-            assert_eq!(p.to_bt(&d), Got::Tun(pkt.clone()), "ours -> boringtun");
+            assert_eq!(p.deliver_bt(&d), Got::Tun(pkt.clone()), "ours -> boringtun");
             let d = net(p.bt_send(&pkt));
-            assert_eq!(p.to_ours(&d), Got::Tun(pkt), "boringtun -> ours");
+            assert_eq!(p.deliver_ours(&d), Got::Tun(pkt), "boringtun -> ours");
         }
     }
 }
@@ -205,13 +205,13 @@ fn handshake_initiated_by_boringtun_completes_with_us_and_data_flows_both_ways()
     let first = ipv6_udp(b"queued in boringtun");
     let init = net(p.bt_send(&first));
     assert_eq!(init.len(), 148);
-    let resp = net(p.to_ours(&init));
+    let resp = net(p.deliver_ours(&init));
     assert_eq!(resp.len(), 92);
     // boringtun answers the response with a keepalive, then flushes its queue.
-    let keepalive = net(p.to_bt(&resp));
-    assert_eq!(p.to_ours(&keepalive), Got::Done);
+    let keepalive = net(p.deliver_bt(&resp));
+    assert_eq!(p.deliver_ours(&keepalive), Got::Done);
     let data = net(p.bt_flush());
-    assert_eq!(p.to_ours(&data), Got::Tun(first));
+    assert_eq!(p.deliver_ours(&data), Got::Tun(first));
     exchange_data_both_ways(&mut p);
     assert_eq!(p.ours.counters().handshakes_completed, 1);
 }
@@ -224,13 +224,13 @@ fn our_core_rekeys_with_boringtun_after_rekey_after_time_and_data_still_flows() 
     // Sending on the old keypair arms the rekey; the next timer run initiates.
     let pkt = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], b"old keypair");
     let d = net(p.ours_send(&pkt));
-    assert_eq!(p.to_bt(&d), Got::Tun(pkt));
+    assert_eq!(p.deliver_bt(&d), Got::Tun(pkt));
     let init = net(p.ours_timers());
     assert_eq!(init.len(), 148);
-    let resp = net(p.to_bt(&init));
-    let keepalive = net(p.to_ours(&resp));
+    let resp = net(p.deliver_bt(&init));
+    let keepalive = net(p.deliver_ours(&resp));
     assert_eq!(keepalive.len(), 32);
-    assert_eq!(p.to_bt(&keepalive), Got::Done);
+    assert_eq!(p.deliver_bt(&keepalive), Got::Done);
     assert_eq!(p.ours.counters().handshakes_completed, 2);
     let d = net(p.ours_send(&ipv6_udp(b"new keypair")));
     assert_eq!(
@@ -238,7 +238,7 @@ fn our_core_rekeys_with_boringtun_after_rekey_after_time_and_data_still_flows() 
         1,
         "counter restarted"
     );
-    assert_eq!(p.to_bt(&d), Got::Tun(ipv6_udp(b"new keypair")));
+    assert_eq!(p.deliver_bt(&d), Got::Tun(ipv6_udp(b"new keypair")));
     exchange_data_both_ways(&mut p);
 }
 
@@ -248,8 +248,11 @@ fn replayed_packet_from_boringtun_is_dropped_by_us() {
     p.handshake_from_ours(&ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], b"x"));
     let pkt = ipv4_udp([10, 0, 0, 2], [10, 0, 0, 1], b"once");
     let d = net(p.bt_send(&pkt));
-    assert_eq!(p.to_ours(&d), Got::Tun(pkt));
-    assert_eq!(p.to_ours(&d), Got::Err(format!("{:?}", DropReason::Replay)));
+    assert_eq!(p.deliver_ours(&d), Got::Tun(pkt));
+    assert_eq!(
+        p.deliver_ours(&d),
+        Got::Err(format!("{:?}", DropReason::Replay))
+    );
     assert_eq!(p.ours.counters().drops.replay, 1);
 }
 
@@ -259,8 +262,8 @@ fn replayed_packet_from_us_is_dropped_by_boringtun() {
     p.handshake_from_ours(&ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], b"x"));
     let pkt = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], b"once");
     let d = net(p.ours_send(&pkt));
-    assert_eq!(p.to_bt(&d), Got::Tun(pkt));
-    assert!(matches!(p.to_bt(&d), Got::Err(e) if e.contains("Duplicate")));
+    assert_eq!(p.deliver_bt(&d), Got::Tun(pkt));
+    assert!(matches!(p.deliver_bt(&d), Got::Err(e) if e.contains("Duplicate")));
 }
 
 #[test]
@@ -270,7 +273,7 @@ fn packet_from_boringtun_after_reject_after_time_is_dropped_by_us() {
     let d = net(p.bt_send(&ipv4_udp([10, 0, 0, 2], [10, 0, 0, 1], b"late")));
     p.advance(REJECT_AFTER_TIME);
     assert_eq!(
-        p.to_ours(&d),
+        p.deliver_ours(&d),
         Got::Err(format!("{:?}", DropReason::ExpiredKey))
     );
     // We do not send on the expired keypair either: a new handshake starts instead.
@@ -283,19 +286,19 @@ fn cookie_reply_from_our_core_under_load_is_honoured_by_boringtun() {
     p.ours.set_under_load(true);
     let first = ipv4_udp([10, 0, 0, 2], [10, 0, 0, 1], b"through the cookie");
     let init = net(p.bt_send(&first));
-    let cookie = net(p.to_ours(&init));
+    let cookie = net(p.deliver_ours(&init));
     assert_eq!(cookie.len(), 64, "cookie reply instead of a response");
-    assert_eq!(p.to_bt(&cookie), Got::Done);
+    assert_eq!(p.deliver_bt(&cookie), Got::Done);
     // boringtun retries after REKEY_TIMEOUT, now with mac2.
     p.advance(REKEY_TIMEOUT + Duration::from_secs(1));
     let retry = net(bt_got(p.bt.update_timers(&mut p.buf)));
     assert_eq!(retry.len(), 148);
-    let resp = net(p.to_ours(&retry));
+    let resp = net(p.deliver_ours(&retry));
     assert_eq!(resp.len(), 92, "mac2 accepted: a response");
-    let keepalive = net(p.to_bt(&resp));
-    assert_eq!(p.to_ours(&keepalive), Got::Done);
+    let keepalive = net(p.deliver_bt(&resp));
+    assert_eq!(p.deliver_ours(&keepalive), Got::Done);
     let data = net(p.bt_flush());
-    assert_eq!(p.to_ours(&data), Got::Tun(first));
+    assert_eq!(p.deliver_ours(&data), Got::Tun(first));
     assert_eq!(p.ours.counters().tx_cookie_reply, 1);
 }
 
@@ -304,15 +307,15 @@ fn cookie_reply_from_boringtun_under_load_is_honoured_by_us() {
     let mut p = Pair::new(Some(0));
     let first = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], b"through the cookie");
     let init = net(p.ours_send(&first));
-    let cookie = net(p.to_bt(&init));
+    let cookie = net(p.deliver_bt(&init));
     assert_eq!(cookie.len(), 64, "boringtun is under load");
-    assert_eq!(p.to_ours(&cookie), Got::Done);
+    assert_eq!(p.deliver_ours(&cookie), Got::Done);
     assert_eq!(p.ours.counters().rx_cookie_reply, 1);
     p.advance(REKEY_TIMEOUT + Duration::from_millis(400));
     let retry = net(p.ours_timers());
     assert_eq!(retry.len(), 148);
-    let resp = net(p.to_bt(&retry));
+    let resp = net(p.deliver_bt(&retry));
     assert_eq!(resp.len(), 92, "our mac2 accepted by boringtun");
-    let data = net(p.to_ours(&resp));
-    assert_eq!(p.to_bt(&data), Got::Tun(first));
+    let data = net(p.deliver_ours(&resp));
+    assert_eq!(p.deliver_bt(&data), Got::Tun(first));
 }

@@ -165,12 +165,12 @@ impl Pair {
     fn b_send(&mut self, packet: &[u8]) -> Got {
         own(self.b.encapsulate(self.clock.now(), packet, &mut self.buf))
     }
-    fn to_a(&mut self, datagram: &[u8]) -> Got {
+    fn deliver_a(&mut self, datagram: &[u8]) -> Got {
         own(self
             .a
             .decapsulate(self.clock.instant(), sa(B_ADDR), datagram, &mut self.buf))
     }
-    fn to_b(&mut self, datagram: &[u8]) -> Got {
+    fn deliver_b(&mut self, datagram: &[u8]) -> Got {
         own(self
             .b
             .decapsulate(self.clock.instant(), sa(A_ADDR), datagram, &mut self.buf))
@@ -187,11 +187,11 @@ impl Pair {
         let (to, init) = net(self.a_send(first));
         assert_eq!(to, sa(B_ADDR));
         assert_eq!(init.len(), 148);
-        let (to, resp) = net(self.to_b(&init));
+        let (to, resp) = net(self.deliver_b(&init));
         assert_eq!(to, sa(A_ADDR));
         assert_eq!(resp.len(), 92);
-        let (_, data) = net(self.to_a(&resp));
-        self.to_b(&data)
+        let (_, data) = net(self.deliver_a(&resp));
+        self.deliver_b(&data)
     }
 }
 
@@ -223,10 +223,10 @@ fn ipv4_and_ipv6_data_flow_both_ways_after_handshake() {
         let v4 = b_to_a_v4(&[i; 100]);
         let (to, d) = net(p.b_send(&v4));
         assert_eq!(to, sa(A_ADDR), "B learned A's endpoint from the handshake");
-        assert_eq!(p.to_a(&d), Got::V4(p.ab, v4));
+        assert_eq!(p.deliver_a(&d), Got::V4(p.ab, v4));
         let v6 = ipv6_udp("fd00::1", "fd00::2", &[i; 1200]);
         let (_, d) = net(p.a_send(&v6));
-        assert_eq!(p.to_b(&d), Got::V6(p.ba, v6));
+        assert_eq!(p.deliver_b(&d), Got::V6(p.ba, v6));
     }
     assert_eq!(p.a.counters().drops.total(), 0);
     assert_eq!(p.b.counters().drops.total(), 0);
@@ -237,8 +237,8 @@ fn replayed_data_message_is_dropped_and_counted() {
     let mut p = Pair::new(None);
     p.handshake_with(&a_to_b_v4(b"start"));
     let (_, d) = net(p.a_send(&a_to_b_v4(b"once")));
-    assert!(matches!(p.to_b(&d), Got::V4(..)));
-    assert_eq!(p.to_b(&d), Got::Err(DropReason::Replay));
+    assert!(matches!(p.deliver_b(&d), Got::V4(..)));
+    assert_eq!(p.deliver_b(&d), Got::Err(DropReason::Replay));
     assert_eq!(p.b.counters().drops.replay, 1);
 }
 
@@ -250,7 +250,7 @@ fn reordered_data_within_the_window_is_accepted() {
         .map(|i| net(p.a_send(&a_to_b_v4(&[i]))).1)
         .collect();
     for m in msgs.iter().rev() {
-        assert!(matches!(p.to_b(m), Got::V4(..)));
+        assert!(matches!(p.deliver_b(m), Got::V4(..)));
     }
 }
 
@@ -261,7 +261,7 @@ fn tampered_data_message_fails_decryption_and_is_counted() {
     let (_, mut d) = net(p.a_send(&a_to_b_v4(b"x")));
     let last = d.len() - 1;
     d[last] ^= 0x80;
-    assert_eq!(p.to_b(&d), Got::Err(DropReason::DecryptFailed));
+    assert_eq!(p.deliver_b(&d), Got::Err(DropReason::DecryptFailed));
     assert_eq!(p.b.counters().drops.decrypt_failed, 1);
 }
 
@@ -271,7 +271,7 @@ fn data_after_reject_after_time_is_dropped() {
     p.handshake_with(&a_to_b_v4(b"start"));
     let (_, late) = net(p.a_send(&a_to_b_v4(b"late")));
     p.clock.advance(REJECT_AFTER_TIME);
-    assert_eq!(p.to_b(&late), Got::Err(DropReason::ExpiredKey));
+    assert_eq!(p.deliver_b(&late), Got::Err(DropReason::ExpiredKey));
     assert_eq!(p.b.counters().drops.expired_key, 1);
     // And the sender does not use the expired keypair either: it queues and rehandshakes.
     let (_, d) = net(p.a_send(&a_to_b_v4(b"new")));
@@ -285,37 +285,37 @@ fn initiator_rekeys_after_rekey_after_time_and_data_keeps_flowing() {
     p.clock.advance(REKEY_AFTER_TIME + Duration::from_secs(1));
     // Sending on the old keypair still works and arms the rekey.
     let (_, d) = net(p.a_send(&a_to_b_v4(b"old key")));
-    assert!(matches!(p.to_b(&d), Got::V4(..)));
+    assert!(matches!(p.deliver_b(&d), Got::V4(..)));
     let (_, init) = net(p.a_timers());
     assert_eq!(init.len(), 148);
-    let (_, resp) = net(p.to_b(&init));
+    let (_, resp) = net(p.deliver_b(&init));
     // The initiator confirms with a keepalive (nothing queued).
-    let (_, keepalive) = net(p.to_a(&resp));
+    let (_, keepalive) = net(p.deliver_a(&resp));
     assert_eq!(keepalive.len(), 32);
-    assert_eq!(p.to_b(&keepalive), Got::Done);
+    assert_eq!(p.deliver_b(&keepalive), Got::Done);
     assert_eq!(p.a.counters().handshakes_completed, 2);
     assert_eq!(p.b.counters().handshakes_completed, 2);
     // Both directions use the new keypair; the counter restarted.
     let pkt = b_to_a_v4(b"new key");
     let (_, d) = net(p.b_send(&pkt));
     assert_eq!(u64::from_le_bytes(d[8..16].try_into().unwrap()), 0);
-    assert_eq!(p.to_a(&d), Got::V4(p.ab, pkt));
+    assert_eq!(p.deliver_a(&d), Got::V4(p.ab, pkt));
     // A message still in flight on the previous keypair is accepted.
     p.clock.advance(Duration::from_secs(70));
     let pkt = a_to_b_v4(b"after");
     let (_, d) = net(p.a_send(&pkt));
-    assert_eq!(p.to_b(&d), Got::V4(p.ba, pkt));
+    assert_eq!(p.deliver_b(&d), Got::V4(p.ba, pkt));
 }
 
 #[test]
 fn responder_does_not_send_on_new_keypair_until_initiator_confirms() {
     let mut p = Pair::new(None);
     let (_, init) = net(p.a_send(&a_to_b_v4(b"q")));
-    let (_, resp) = net(p.to_b(&init));
+    let (_, resp) = net(p.deliver_b(&init));
     // B has no confirmed keypair: its packet is queued and it may initiate itself.
     assert!(!p.b.peer(p.ba).unwrap().has_session(p.clock.instant()));
-    let (_, data) = net(p.to_a(&resp));
-    assert!(matches!(p.to_b(&data), Got::V4(..)));
+    let (_, data) = net(p.deliver_a(&resp));
+    assert!(matches!(p.deliver_b(&data), Got::V4(..)));
     assert!(p.b.peer(p.ba).unwrap().has_session(p.clock.instant()));
 }
 
@@ -326,7 +326,7 @@ fn packet_from_source_outside_allowed_ips_is_dropped_and_counted() {
     // A routes 10.0.0.2 to B, but forges an inner source B does not allow for A.
     let spoofed = ipv4_udp([10, 9, 9, 9], [10, 0, 0, 2], b"spoof");
     let (_, d) = net(p.a_send(&spoofed));
-    assert_eq!(p.to_b(&d), Got::Err(DropReason::AllowedIpsMismatch));
+    assert_eq!(p.deliver_b(&d), Got::Err(DropReason::AllowedIpsMismatch));
     assert_eq!(p.b.counters().drops.allowed_ips_mismatch, 1);
 }
 
@@ -386,8 +386,11 @@ fn unknown_receiver_index_and_garbage_are_counted() {
     d[5] ^= 0xff;
     d[6] ^= 0xff;
     d[7] ^= 0xff;
-    assert_eq!(p.to_b(&d), Got::Err(DropReason::UnknownReceiver));
-    assert_eq!(p.to_b(&[9, 0, 0, 0, 1, 2]), Got::Err(DropReason::Malformed));
+    assert_eq!(p.deliver_b(&d), Got::Err(DropReason::UnknownReceiver));
+    assert_eq!(
+        p.deliver_b(&[9, 0, 0, 0, 1, 2]),
+        Got::Err(DropReason::Malformed)
+    );
     let c = p.b.counters();
     assert_eq!((c.drops.unknown_receiver, c.drops.malformed), (1, 1));
 }
@@ -397,7 +400,7 @@ fn initiation_with_bad_mac1_is_dropped() {
     let mut p = Pair::new(None);
     let (_, mut init) = net(p.a_send(&a_to_b_v4(b"x")));
     init[20] ^= 1;
-    assert_eq!(p.to_b(&init), Got::Err(DropReason::BadMac1));
+    assert_eq!(p.deliver_b(&init), Got::Err(DropReason::BadMac1));
     assert_eq!(p.b.counters().drops.bad_mac1, 1);
 }
 
@@ -418,16 +421,16 @@ fn initiation_from_unknown_key_is_dropped() {
         panic!()
     };
     let init = init.to_vec();
-    assert_eq!(p.to_b(&init), Got::Err(DropReason::UnknownPeer));
+    assert_eq!(p.deliver_b(&init), Got::Err(DropReason::UnknownPeer));
 }
 
 #[test]
 fn replayed_initiation_is_rejected_by_its_timestamp() {
     let mut p = Pair::new(None);
     let (_, init) = net(p.a_send(&a_to_b_v4(b"x")));
-    assert_eq!(net(p.to_b(&init)).1.len(), 92);
+    assert_eq!(net(p.deliver_b(&init)).1.len(), 92);
     p.clock.advance(Duration::from_secs(1));
-    assert_eq!(p.to_b(&init), Got::Err(DropReason::StaleTimestamp));
+    assert_eq!(p.deliver_b(&init), Got::Err(DropReason::StaleTimestamp));
 }
 
 #[test]
@@ -436,20 +439,20 @@ fn under_load_initiation_gets_cookie_reply_and_retry_with_mac2_succeeds() {
     p.b.set_under_load(true);
     let pkt = a_to_b_v4(b"under load");
     let (_, init) = net(p.a_send(&pkt));
-    let (to, cookie) = net(p.to_b(&init));
+    let (to, cookie) = net(p.deliver_b(&init));
     assert_eq!(to, sa(A_ADDR));
     assert_eq!(cookie.len(), 64);
-    assert_eq!(p.to_a(&cookie), Got::Done);
+    assert_eq!(p.deliver_a(&cookie), Got::Done);
     assert!(p.a.peer(p.ab).unwrap().has_cookie(p.clock.instant()));
     // The retry after REKEY_TIMEOUT carries mac2 and is answered.
     p.clock.advance(REKEY_TIMEOUT + Duration::from_millis(400));
     let (_, retry) = net(p.a_timers());
     assert_eq!(retry.len(), 148);
     assert_ne!(&retry[132..148], &[0u8; 16]);
-    let (_, resp) = net(p.to_b(&retry));
+    let (_, resp) = net(p.deliver_b(&retry));
     assert_eq!(resp.len(), 92);
-    let (_, data) = net(p.to_a(&resp));
-    assert_eq!(p.to_b(&data), Got::V4(p.ba, pkt));
+    let (_, data) = net(p.deliver_a(&resp));
+    assert_eq!(p.deliver_b(&data), Got::V4(p.ba, pkt));
     assert_eq!(p.b.counters().tx_cookie_reply, 1);
     assert_eq!(p.a.counters().rx_cookie_reply, 1);
 }
@@ -584,7 +587,7 @@ fn passive_keepalive_is_sent_after_keepalive_timeout_of_silence() {
     let (to, ka) = net(p.b_timers());
     assert_eq!((to, ka.len()), (sa(A_ADDR), 32));
     assert_eq!(p.b_timers(), Got::Done, "only one keepalive");
-    assert_eq!(p.to_a(&ka), Got::Done);
+    assert_eq!(p.deliver_a(&ka), Got::Done);
     assert_eq!(p.a.counters().rx_keepalive, 1);
 }
 
@@ -594,9 +597,9 @@ fn persistent_keepalive_is_sent_every_interval_of_silence() {
     // Starts a handshake right away.
     let (_, init) = net(p.a_timers());
     assert_eq!(init.len(), 148);
-    let (_, resp) = net(p.to_b(&init));
-    let (_, ka) = net(p.to_a(&resp));
-    assert_eq!(p.to_b(&ka), Got::Done);
+    let (_, resp) = net(p.deliver_b(&init));
+    let (_, ka) = net(p.deliver_a(&resp));
+    assert_eq!(p.deliver_b(&ka), Got::Done);
     let mut keepalives = 0;
     for _ in 0..100 {
         p.clock.advance(Duration::from_secs(1));
@@ -632,14 +635,14 @@ fn queued_packets_beyond_the_first_are_flushed_by_dequeue() {
             "queued, handshake pending"
         );
     }
-    let (_, resp) = net(p.to_b(&init));
-    let (_, first) = net(p.to_a(&resp));
-    assert!(matches!(p.to_b(&first), Got::V4(..)));
+    let (_, resp) = net(p.deliver_b(&init));
+    let (_, first) = net(p.deliver_a(&resp));
+    assert!(matches!(p.deliver_b(&first), Got::V4(..)));
     let mut n = 0;
     loop {
         let g = own(p.a.dequeue(p.clock.instant(), &mut p.buf));
         let Got::Net(_, d) = g else { break };
-        assert!(matches!(p.to_b(&d), Got::V4(..)));
+        assert!(matches!(p.deliver_b(&d), Got::V4(..)));
         n += 1;
     }
     assert_eq!(n, 2);
@@ -661,7 +664,7 @@ fn removed_peer_no_longer_routes_or_receives() {
     p.handshake_with(&a_to_b_v4(b"start"));
     let (_, d) = net(p.a_send(&a_to_b_v4(b"x")));
     p.b.remove_peer(p.ba).unwrap();
-    assert_eq!(p.to_b(&d), Got::Err(DropReason::UnknownReceiver));
+    assert_eq!(p.deliver_b(&d), Got::Err(DropReason::UnknownReceiver));
     assert_eq!(p.b_send(&b_to_a_v4(b"y")), Got::Err(DropReason::NoRoute));
 }
 

@@ -9,7 +9,12 @@ use vdcnet_appliance::tunnel::Message;
 fuzz_target!(|data: &[u8]| {
     match Message::parse(data) {
         Ok(Message::Initiation(i)) => {
-            let _ = (i.sender(), i.ephemeral(), i.encrypted_static(), i.encrypted_timestamp());
+            let _ = (
+                i.sender(),
+                i.ephemeral(),
+                i.encrypted_static(),
+                i.encrypted_timestamp(),
+            );
         }
         Ok(Message::Response(r)) => {
             let _ = (r.sender(), r.receiver(), r.ephemeral(), r.encrypted_empty());

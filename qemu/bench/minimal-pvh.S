@@ -4,7 +4,9 @@
  * QEMU's `-kernel` loader finds the entry point in the XEN_ELFNOTE_PHYS32_ENTRY note,
  * enters it in 32-bit protected mode with paging off, and this code does nothing but
  * write to the isa-debug-exit port (0xf4), which ends QEMU at once with status
- * (0 << 1) | 1 = 1. Built by boot.sh with `as --32` and `ld -m elf_i386 -T minimal-pvh.ld`.
+ * (0 << 1) | 1 = 1. Built with -DHALT_FOREVER it halts with interrupts off instead: the
+ * peer for the idle-CPU figure. boot.sh builds both with `gcc -m32 -c` and
+ * `ld -m elf_i386 -T minimal-pvh.ld`.
  */
 	.section .note.Xen, "a", @note
 	.balign 4
@@ -19,8 +21,11 @@
 	.code32
 	.globl pvh_entry
 pvh_entry:
+#ifndef HALT_FOREVER
 	movw $0xf4, %dx
 	xorl %eax, %eax
 	outl %eax, %dx
-1:	hlt                     /* not reached when isa-debug-exit is present */
+#endif
+	cli
+1:	hlt                     /* without HALT_FOREVER, reached only without isa-debug-exit */
 	jmp 1b

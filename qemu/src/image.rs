@@ -56,7 +56,11 @@ pub fn build_image(output: BuildOutput) -> Result<PathBuf> {
     cmd.current_dir(workspace_root())
         .args(["build", "--release", "--target", IMAGE_TARGET, "-p"])
         .arg(IMAGE_PACKAGE)
-        .args(["--bin", IMAGE_BIN, "--message-format=json-render-diagnostics"])
+        .args([
+            "--bin",
+            IMAGE_BIN,
+            "--message-format=json-render-diagnostics",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(match output {
@@ -88,14 +92,13 @@ pub fn build_image(output: BuildOutput) -> Result<PathBuf> {
     let status = child
         .wait()
         .map_err(|e| Error::io("waiting for cargo build", e))?;
-    let stderr = stderr
-        .and_then(|t| t.join().ok())
-        .unwrap_or_default();
+    let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
     if !status.success() {
-        return Err(
-            Error::new(ErrorKind::Build, format!("building the image failed ({status})"))
-                .with_evidence(stderr),
-        );
+        return Err(Error::new(
+            ErrorKind::Build,
+            format!("building the image failed ({status})"),
+        )
+        .with_evidence(stderr));
     }
     executable.ok_or_else(|| {
         Error::new(
@@ -149,7 +152,8 @@ mod tests {
 
     #[test]
     fn ignores_other_artifacts_and_non_json() {
-        let lib = r#"{"reason":"compiler-artifact","target":{"name":"vdcnet_hal"},"executable":null}"#;
+        let lib =
+            r#"{"reason":"compiler-artifact","target":{"name":"vdcnet_hal"},"executable":null}"#;
         assert_eq!(executable_from_message(lib), None);
         assert_eq!(
             executable_from_message(r#"{"reason":"build-finished","success":true}"#),

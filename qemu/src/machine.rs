@@ -120,6 +120,9 @@ mod tests {
             Machine::Microvm.second_serial_args("log"),
             ["-device", "isa-serial,chardev=log,iobase=0x2f8,irq=3"]
         );
-        assert_eq!(Machine::Q35.second_serial_args("log"), ["-serial", "chardev:log"]);
+        assert_eq!(
+            Machine::Q35.second_serial_args("log"),
+            ["-serial", "chardev:log"]
+        );
     }
 }

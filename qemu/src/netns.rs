@@ -206,10 +206,7 @@ impl Tap {
 
     /// The `-netdev` value for QEMU.
     pub fn qemu_netdev(&self, id: &str) -> String {
-        format!(
-            "tap,id={id},ifname={},script=no,downscript=no",
-            self.name
-        )
+        format!("tap,id={id},ifname={},script=no,downscript=no", self.name)
     }
 
     /// Waits until a process holds the tap (its carrier is up), then moves it into the

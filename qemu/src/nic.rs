@@ -147,12 +147,7 @@ impl NicRuntime {
     /// The `-netdev` value.
     pub(crate) fn netdev(&self, kind: &NicKind, id: &str) -> String {
         match (self, kind) {
-            (
-                NicRuntime::User { forwards },
-                NicKind::User {
-                    net, ipv6_net, ..
-                },
-            ) => {
+            (NicRuntime::User { forwards }, NicKind::User { net, ipv6_net, .. }) => {
                 let mut s = format!("user,id={id},restrict=on");
                 if let Some(net) = net {
                     s.push_str(&format!(",net={net}"));

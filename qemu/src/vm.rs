@@ -13,8 +13,8 @@ use crate::host::{unique, TempDir};
 use crate::image;
 use crate::lines::{LineSplitter, Lines, WaitError};
 use crate::machine::{Accel, Machine};
-use crate::nic::{Mac, Nic, NicRuntime};
 use crate::netns::{Netns, Tap};
+use crate::nic::{Mac, Nic, NicRuntime};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -723,7 +723,10 @@ mod tests {
 
     #[test]
     fn shell_quote_leaves_plain_args_and_quotes_the_rest() {
-        assert_eq!(shell_quote("virtio-net-pci,netdev=n0"), "virtio-net-pci,netdev=n0");
+        assert_eq!(
+            shell_quote("virtio-net-pci,netdev=n0"),
+            "virtio-net-pci,netdev=n0"
+        );
         assert_eq!(shell_quote("vdcnet.ping=a b"), "'vdcnet.ping=a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }

@@ -126,7 +126,10 @@ fn answers_with(image: &Path, mib: u32, root: bool) -> bool {
     else {
         return false;
     };
-    if vm.wait_for_line("vdcnet: ready", Duration::from_secs(15)).is_err() {
+    if vm
+        .wait_for_line("vdcnet: ready", Duration::from_secs(15))
+        .is_err()
+    {
         return false;
     }
     if root {
@@ -162,8 +165,11 @@ fn echo_rtt(vm: &Vm, rounds: usize) -> Option<Duration> {
 /// Average ping round trip from the namespace behind NIC 0 (root only).
 fn ping_rtt(vm: &Vm) -> Option<String> {
     let ns = vm.netns(0)?;
-    ns.ping("10.0.2.15".parse().expect("literal"), Duration::from_secs(10))
-        .ok()?;
+    ns.ping(
+        "10.0.2.15".parse().expect("literal"),
+        Duration::from_secs(10),
+    )
+    .ok()?;
     let out = ns
         .command("ping")
         .args(["-n", "-q", "-c", "20", "-i", "0.05", "10.0.2.15"])
@@ -290,7 +296,11 @@ pub fn main(args: &[String]) -> CmdResult {
     drop(halted);
     drop(idle);
 
-    let how = if root { "ping from a namespace" } else { "TCP echo via hostfwd" };
+    let how = if root {
+        "ping from a namespace"
+    } else {
+        "TCP echo via hostfwd"
+    };
     eprintln!("bench: smallest -m that boots and answers ({how})");
     let floor = MEMORY_STEPS
         .into_iter()
@@ -331,7 +341,9 @@ pub fn main(args: &[String]) -> CmdResult {
     extra.wait_ready()?;
     rows.push(Row {
         figure: "TCP echo round trip via hostfwd (median of 200)".into(),
-        vdcnet: echo_rtt(&extra, 200).map_or("failed".into(), |d| format!("{:.3} ms", d.as_secs_f64() * 1e3)),
+        vdcnet: echo_rtt(&extra, 200).map_or("failed".into(), |d| {
+            format!("{:.3} ms", d.as_secs_f64() * 1e3)
+        }),
         peer: String::new(),
         ratio: String::new(),
         target: String::new(),

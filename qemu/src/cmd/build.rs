@@ -8,7 +8,10 @@ pub fn main(args: &[String]) -> CmdResult {
     no_args(args)?;
     let path = build_image(BuildOutput::Show)?;
     let size = std::fs::metadata(&path)?.len();
-    eprintln!("vdcnet: image is {size} bytes ({:.1} KiB)", size as f64 / 1024.0);
+    eprintln!(
+        "vdcnet: image is {size} bytes ({:.1} KiB)",
+        size as f64 / 1024.0
+    );
     println!("{}", path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -73,7 +73,11 @@ fn ping_time(output: &str) -> String {
 fn wait_ping_reply(vm: &Vm, addr: &str) -> Result<((), String), Error> {
     let pattern = format!("vdcnet: ping {addr} seq=");
     vm.console()
-        .wait_from(0, |l| l.starts_with(&pattern) && l.contains("reply"), DEFAULT_TIMEOUT)
+        .wait_from(
+            0,
+            |l| l.starts_with(&pattern) && l.contains("reply"),
+            DEFAULT_TIMEOUT,
+        )
         .map(|(_, line)| ((), format!("{}: {line}", vm.name())))
         .map_err(|_| {
             vm.fail(Error::new(
@@ -142,13 +146,24 @@ pub fn main(args: &[String]) -> CmdResult {
                 )
             })?;
             let ip: IpAddr = addr.parse().expect("literal address");
-            let out = ns.ping(ip, Duration::from_secs(10)).map_err(|e| b.fail(e))?;
-            Ok(((), format!("ip netns exec {} ping {addr}: {}", ns.name(), ping_time(&out))))
+            let out = ns
+                .ping(ip, Duration::from_secs(10))
+                .map_err(|e| b.fail(e))?;
+            Ok((
+                (),
+                format!(
+                    "ip netns exec {} ping {addr}: {}",
+                    ns.name(),
+                    ping_time(&out)
+                ),
+            ))
         });
     }
 
     steps.run("TCP echo from the host through a's forward to a:7", || {
-        let fwd = a.forwarded(ECHO_PORT).expect("a has a user NIC forwarding 7");
+        let fwd = a
+            .forwarded(ECHO_PORT)
+            .expect("a has a user NIC forwarding 7");
         let payload = b"hello from the host, through QEMU's forward, to vdcnet";
         let back = tcp_echo_retry(fwd, payload, Duration::from_secs(10)).map_err(|e| a.fail(e))?;
         if back != payload {
@@ -157,13 +172,25 @@ pub fn main(args: &[String]) -> CmdResult {
                 format!("echo differs: sent {payload:?}, got {back:?}"),
             )));
         }
-        Ok(((), format!("{fwd} -> a:7 sent and got back {:?}", String::from_utf8_lossy(&back))))
+        Ok((
+            (),
+            format!(
+                "{fwd} -> a:7 sent and got back {:?}",
+                String::from_utf8_lossy(&back)
+            ),
+        ))
     });
 
-    for (vm, addr) in [(&a, "10.10.0.2"), (&a, "fd10::2"), (&b, "10.10.0.1"), (&b, "fd10::1")] {
-        steps.run(&format!("`{}` pings {addr} over the wire", vm.name()), || {
-            wait_ping_reply(vm, addr)
-        });
+    for (vm, addr) in [
+        (&a, "10.10.0.2"),
+        (&a, "fd10::2"),
+        (&b, "10.10.0.1"),
+        (&b, "fd10::1"),
+    ] {
+        steps.run(
+            &format!("`{}` pings {addr} over the wire", vm.name()),
+            || wait_ping_reply(vm, addr),
+        );
     }
 
     println!("wire `{}`:", wire.name());

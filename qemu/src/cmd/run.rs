@@ -25,7 +25,9 @@ pub fn main(args: &[String]) -> CmdResult {
             "--nic" => nics.push(match a.value(flag)? {
                 "user" => Nic::user(),
                 "tap" => Nic::tap(),
-                other => return Err(UsageError(format!("--nic {other}: expected user or tap")).into()),
+                other => {
+                    return Err(UsageError(format!("--nic {other}: expected user or tap")).into())
+                }
             }),
             "--append" => {
                 append.push(' ');
@@ -63,7 +65,10 @@ pub fn main(args: &[String]) -> CmdResult {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))?;
     }
     let vm = builder.spawn()?;
-    eprintln!("vdcnet: QEMU pid {} ({machine}, {mem} MiB); Ctrl-C stops it", vm.pid());
+    eprintln!(
+        "vdcnet: QEMU pid {} ({machine}, {mem} MiB); Ctrl-C stops it",
+        vm.pid()
+    );
     for nic in vm.describe_nics() {
         eprintln!("vdcnet: {nic}");
     }

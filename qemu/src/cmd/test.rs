@@ -22,16 +22,17 @@ fn quiet(cmd: &mut Command) -> Option<std::process::Output> {
 }
 
 fn dpkg_installed(package: &str) -> bool {
-    quiet(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
-        .is_some_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ok installed"))
+    quiet(Command::new("dpkg-query").args(["-W", "-f=${Status}", package])).is_some_and(|o| {
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ok installed")
+    })
 }
 
 fn on_path(command: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(command).is_file())
-    }) || ["/usr/sbin", "/sbin"]
-        .iter()
-        .any(|d| std::path::Path::new(d).join(command).is_file())
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| std::path::Path::new(d).join(command).is_file())
 }
 
 fn status(cmd: &mut Command) -> std::io::Result<std::process::ExitStatus> {
@@ -41,7 +42,8 @@ fn status(cmd: &mut Command) -> std::io::Result<std::process::ExitStatus> {
 
 /// Installs or names the missing system packages; `Err` stops the run.
 fn system_packages() -> Result<(), String> {
-    let debian = quiet(Command::new("dpkg-query").arg("--version")).is_some_and(|o| o.status.success());
+    let debian =
+        quiet(Command::new("dpkg-query").arg("--version")).is_some_and(|o| o.status.success());
     if !debian {
         let missing: Vec<&str> = PACKAGES
             .iter()
