@@ -113,9 +113,10 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
         },
     };
 
-    let seed = match Rng::new() {
+    let rng = Rng::new();
+    let seed = match rng {
         Some(r) => r
-            .next_u64()
+            .try_next_u64()
             .unwrap_or_else(|_| vdcnet_hal::rng::timer_jitter_seed()),
         None if config.interface.is_some() => {
             println!("vdcnet: fatal: this CPU has neither RDSEED nor RDRAND, and the WireGuard [Interface] needs a hardware random number generator for its keys (under QEMU use -cpu max or -cpu host)");
@@ -155,7 +156,7 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
         seed,
         ping: cmdline.ping.clone(),
     };
-    let mut appliance = match Appliance::new(&config, nics, opts, now) {
+    let mut appliance = match Appliance::new(&config, nics, opts, rng, now) {
         Ok(a) => a,
         Err(errors) => {
             for e in &errors {
@@ -176,7 +177,7 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
 
     loop {
         let now = clock.now_us();
-        let busy = appliance.poll(now, &mut out);
+        let busy = appliance.poll(now, clock.wall_ns().unwrap_or(0), &mut out);
         if !busy && !appliance.arm_interrupts() {
             // SAFETY: we own the PICs and the IDT handles every line.
             unsafe { vdcnet_hal::pic::unmask(irq_lines) };

@@ -36,7 +36,7 @@ impl Rng {
         };
         // A CPU can advertise the instruction and still fail every call (known firmware
         // bugs return all ones); check once that it works.
-        let (a, b) = (rng.next_u64().ok()?, rng.next_u64().ok()?);
+        let (a, b) = (rng.try_next_u64().ok()?, rng.try_next_u64().ok()?);
         if a == b {
             return None;
         }
@@ -49,7 +49,7 @@ impl Rng {
     }
 
     /// One 64-bit random value, retrying a bounded number of times as Intel advises.
-    pub fn next_u64(&self) -> Result<u64, NoEntropy> {
+    pub fn try_next_u64(&self) -> Result<u64, NoEntropy> {
         let mut v = 0u64;
         for _ in 0..128 {
             // SAFETY: `new` checked CPUID for the instruction used here.
@@ -76,7 +76,7 @@ impl Rng {
     /// Fills `buf` with random bytes.
     pub fn fill(&self, buf: &mut [u8]) -> Result<(), NoEntropy> {
         for chunk in buf.chunks_mut(8) {
-            let v = self.next_u64()?.to_le_bytes();
+            let v = self.try_next_u64()?.to_le_bytes();
             chunk.copy_from_slice(&v[..chunk.len()]);
         }
         Ok(())
@@ -96,6 +96,49 @@ unsafe fn rdseed(v: &mut u64) -> i32 {
 #[target_feature(enable = "rdrand")]
 unsafe fn rdrand(v: &mut u64) -> i32 {
     _rdrand64_step(v)
+}
+
+impl rand_core::RngCore for Rng {
+    fn next_u32(&mut self) -> u32 {
+        self.next_u64_or_halt() as u32
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.next_u64_or_halt()
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let v = self.next_u64_or_halt().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill(dest).map_err(|_| {
+            rand_core::Error::from(
+                core::num::NonZeroU32::new(rand_core::Error::CUSTOM_START)
+                    .unwrap_or(core::num::NonZeroU32::MIN),
+            )
+        })
+    }
+}
+
+/// RDSEED/RDRAND are the kernel's only entropy: a CPU whose generator stopped working
+/// cannot safely make keys.
+impl rand_core::CryptoRng for Rng {}
+
+impl Rng {
+    fn next_u64_or_halt(&self) -> u64 {
+        loop {
+            if let Ok(v) = self.try_next_u64() {
+                return v;
+            }
+            // `next_u64` already retried 128 times; an RNG that keeps failing is a CPU
+            // fault. Waiting is the safe answer: never hand out non-random key material.
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// A seed from the jitter of timed port writes, for machines without RDSEED/RDRAND.
