@@ -16,6 +16,8 @@ pub struct Cmdline {
     pub fault_page: bool,
     /// `vdcnet.ping=ADDR[,ADDR...]`: ping these addresses once a second once ready.
     pub ping: Vec<IpAddress>,
+    /// `vdcnet.stats=SECONDS`: print the counters on the console this often.
+    pub stats_secs: Option<u32>,
     warnings: Vec<String>,
 }
 
@@ -48,6 +50,12 @@ impl Cmdline {
                         }
                     }
                 }
+                "stats" => match value.parse::<u32>() {
+                    Ok(n) if n > 0 => c.stats_secs = Some(n),
+                    _ => c.warnings.push(format!(
+                        "vdcnet.stats={value}: want a number of seconds > 0"
+                    )),
+                },
                 _ => c.warnings.push(format!("unknown flag vdcnet.{key}")),
             }
         }
@@ -66,8 +74,11 @@ mod tests {
 
     #[test]
     fn flags_are_parsed_and_other_words_ignored() {
-        let c = Cmdline::parse("console=ttyS0 vdcnet.fault=page vdcnet.ping=10.0.3.2,fd00::2");
+        let c = Cmdline::parse(
+            "console=ttyS0 vdcnet.fault=page vdcnet.ping=10.0.3.2,fd00::2 vdcnet.stats=5",
+        );
         assert!(c.fault_page);
+        assert_eq!(c.stats_secs, Some(5));
         assert_eq!(c.ping.len(), 2);
         assert_eq!(c.ping[0], "10.0.3.2".parse::<IpAddress>().unwrap());
         assert!(c.warnings().is_empty());
@@ -75,9 +86,11 @@ mod tests {
 
     #[test]
     fn malformed_flags_become_warnings() {
-        let c = Cmdline::parse("vdcnet.ping=10.0.0.300 vdcnet.fault=cpu vdcnet.bogus");
+        let c =
+            Cmdline::parse("vdcnet.ping=10.0.0.300 vdcnet.fault=cpu vdcnet.bogus vdcnet.stats=0");
         assert!(c.ping.is_empty());
         assert!(!c.fault_page);
-        assert_eq!(c.warnings().len(), 3);
+        assert_eq!(c.stats_secs, None);
+        assert_eq!(c.warnings().len(), 4);
     }
 }

@@ -26,7 +26,7 @@ use core::fmt::Write;
 use overlay::{endpoint_to_socket, socket_to_endpoint, Overlay};
 use port::Port;
 use rand_core::CryptoRngCore;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint};
 use vdcnet_hal::net::NetDevice;
 use wire::{ETH_HEADER, MAX_FRAME};
@@ -38,6 +38,8 @@ pub struct Options {
     pub seed: u64,
     /// Addresses to ping once a second (`vdcnet.ping=`).
     pub ping: Vec<IpAddress>,
+    /// Print the counters on the console this often (`vdcnet.stats=`).
+    pub stats_secs: Option<u32>,
 }
 
 /// Frames a port passed or could not pass on.
@@ -67,6 +69,8 @@ pub struct OverlayCounters {
 pub struct Appliance<D, R> {
     ports: Vec<Port<D>>,
     overlay: Option<Overlay<R>>,
+    /// Interval and next time of the console stats line.
+    stats: Option<(Duration, Instant)>,
 }
 
 fn err(line: usize, message: String) -> ConfigError {
@@ -159,7 +163,15 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             }
             ports.push(port);
         }
-        let mut app = Appliance { ports, overlay };
+        let stats = opts.stats_secs.map(|s| {
+            let every = Duration::from_secs(s as u64);
+            (every, now + every)
+        });
+        let mut app = Appliance {
+            ports,
+            overlay,
+            stats,
+        };
         // Each ping target goes to the overlay if one of its subnets or peers covers it,
         // else to the link whose subnet holds it, else to one with a gateway of its family.
         for target in &opts.ping {
@@ -264,7 +276,54 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             };
             busy |= run_overlay(o, &mut self.ports, now, wnow, console);
         }
+        if let Some((every, next)) = self.stats {
+            if now >= next {
+                self.stats = Some((every, now + every));
+                self.write_stats(console);
+            }
+        }
         busy
+    }
+
+    /// One console line with every counter that matters: frames per link, and the
+    /// tunnel's traffic and drops by reason.
+    pub fn write_stats(&self, out: &mut dyn Write) {
+        let _ = write!(out, "vdcnet: stats");
+        for (p, c) in self.ports.iter().zip(self.counters()) {
+            let _ = write!(
+                out,
+                " link{} rx={} tx={} txdrop={};",
+                p.name, c.rx_frames, c.tx_frames, c.tx_dropped
+            );
+        }
+        if let Some((t, g)) = self.tunnel_counters() {
+            let glue = g.rx_ring_full + g.tx_ring_full + g.no_link_for_endpoint + g.udp_send_full;
+            let _ = write!(
+                out,
+                " wg0 rx={} tx={} handshakes={} drops={}",
+                t.rx_data,
+                t.tx_data,
+                t.handshakes_completed,
+                t.drops.total() + glue
+            );
+            for r in crate::tunnel::counters::ALL_DROP_REASONS {
+                let n = t.drops.get(r);
+                if n > 0 {
+                    let _ = write!(out, " {r:?}={n}");
+                }
+            }
+            for (name, n) in [
+                ("RxRingFull", g.rx_ring_full),
+                ("TxRingFull", g.tx_ring_full),
+                ("NoLinkForEndpoint", g.no_link_for_endpoint),
+                ("UdpSendFull", g.udp_send_full),
+            ] {
+                if n > 0 {
+                    let _ = write!(out, " {name}={n}");
+                }
+            }
+        }
+        let _ = writeln!(out);
     }
 }
 

@@ -62,7 +62,7 @@ fn boot(text: &str, nics: Vec<MockNic>) -> Result<App, Vec<ConfigError>> {
     let cfg = config::parse(text.as_bytes()).expect("test config parses");
     let opts = Options {
         seed: 1,
-        ping: Vec::new(),
+        ..Options::default()
     };
     Appliance::new(&cfg, nics, opts, Some(rand_core::OsRng), 0)
 }
@@ -335,7 +335,11 @@ mod tunnel {
             let a = Appliance::new(
                 &cfg_a,
                 vec![na],
-                Options { seed: 1, ping },
+                Options {
+                    seed: 1,
+                    ping,
+                    ..Options::default()
+                },
                 Some(rand_core::OsRng),
                 0,
             )
@@ -345,7 +349,7 @@ mod tunnel {
                 vec![nb],
                 Options {
                     seed: 2,
-                    ping: Vec::new(),
+                    ..Options::default()
                 },
                 Some(rand_core::OsRng),
                 0,
@@ -453,4 +457,29 @@ mod tunnel {
         };
         assert_eq!(errors[0].line, 3);
     }
+}
+
+#[test]
+fn stats_line_reports_frames_per_link_every_interval() {
+    let (n, q) = nic(1);
+    let cfg = config::parse(b"[Link]\nAddress = 10.0.2.15/24\n").unwrap();
+    let opts = Options {
+        seed: 1,
+        stats_secs: Some(1),
+        ..Options::default()
+    };
+    let mut app: App = Appliance::new(&cfg, vec![n], opts, None, 0).unwrap();
+    q.borrow_mut()
+        .rx
+        .push_back(arp_request(Ipv4Address::new(10, 0, 2, 15)));
+    let mut out = String::new();
+    for ms in 0..2500u64 {
+        app.poll(ms * 1000, 0, &mut out);
+    }
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("vdcnet: stats"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[1].contains("link0 rx=1 tx=1 txdrop=0;"), "{out}");
 }
