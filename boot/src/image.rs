@@ -155,6 +155,7 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
     let opts = Options {
         seed,
         ping: cmdline.ping.clone(),
+        stats_secs: cmdline.stats_secs,
     };
     let mut appliance = match Appliance::new(&config, nics, opts, rng, now) {
         Ok(a) => a,
