@@ -25,6 +25,34 @@ fn boots_to_ready_on_pc() {
     );
 }
 
+#[test]
+fn defmt_log_on_the_second_serial_port_is_decoded_with_the_image() {
+    let vm = ok(Vm::builder("defmt").nic(Nic::user()).spawn());
+    ok(vm.wait_for_line(READY, TIMEOUT));
+    // A decoded frame reads `<seconds.micros> <LEVEL> <message>`.
+    let decoded = |l: &str| {
+        let mut words = l.split_whitespace();
+        let stamp = words.next().unwrap_or("");
+        let level = words.next().unwrap_or("");
+        stamp.split_once('.').is_some_and(|(s, us)| {
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && us.len() == 6
+        }) && ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level)
+    };
+    let first = vm.log().wait_from(0, |l| decoded(l), TIMEOUT);
+    assert!(first.is_ok(), "no decoded defmt line\n{}", vm.evidence());
+    let undecoded: Vec<String> = vm
+        .log()
+        .snapshot()
+        .into_iter()
+        .filter(|l| !decoded(l))
+        .collect();
+    assert!(
+        undecoded.is_empty(),
+        "lines that did not decode: {undecoded:?}\n{}",
+        vm.evidence()
+    );
+}
+
 fn boots_and_echoes_on(machine: Machine) {
     let vm = ok(Vm::builder(machine.name())
         .machine(machine)

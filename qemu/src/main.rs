@@ -24,7 +24,7 @@ commands:
   demo                  two appliances on a shared wire, a host forward and a namespace:
                         shows pings and TCP echo crossing them, step by step
   test [ARGS...]        install what the tests need (as root, apt-get), then run
-                        `cargo test --workspace --release [ARGS...]`
+                        `cargo test --workspace --release --no-fail-fast [ARGS...]`
   bench [options]       boot time vs a minimal PVH kernel, image size, idle CPU, memory floor
       --baseline ELF      the minimal PVH kernel that exits at once (qemu/bench/boot.sh builds it)
       --idle-baseline ELF a minimal PVH kernel that halts forever (idle CPU peer)

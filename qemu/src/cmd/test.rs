@@ -1,5 +1,5 @@
 //! `vdcnet test`: make sure what the tests need is installed, then run the whole suite
-//! (`cargo test --workspace --release`, extra arguments passed on).
+//! (`cargo test --workspace --release --no-fail-fast`, extra arguments passed on).
 
 use super::CmdResult;
 use std::process::{Command, ExitCode, Stdio};
@@ -123,7 +123,8 @@ pub fn main(args: &[String]) -> CmdResult {
     let run = status(
         Command::new(cargo)
             .current_dir(workspace_root())
-            .args(["test", "--workspace", "--release"])
+            // Every test binary runs even after one fails: CI shows all failures at once.
+            .args(["test", "--workspace", "--release", "--no-fail-fast"])
             .args(args),
     )?;
     Ok(match run.code() {

@@ -1,0 +1,478 @@
+//! The tunnel against a real WireGuard: wireguard-go in the namespace behind the
+//! appliance's tap, configured with `wg` and `ip`. Handshakes from either side, ping and
+//! TCP echo through the tunnel, `wg show`'s counters, recovery after either end restarts,
+//! an underlay that carries nothing in clear, and junk that changes nothing.
+//!
+//! Every test has its own underlay `192.168.<n>.0/24` (wireguard-go's side `.1`, the
+//! appliance `.2`); the overlay is `10.20.1.1` + `fd20:1::1` on the appliance and
+//! `10.20.2.1` + `fd20:2::1` on wireguard-go.
+
+mod wg;
+
+use std::time::Duration;
+use vdcnet_qemu::{Mac, Nic, Result, Vm, ECHO_PORT, READY};
+use vdcnet_tests::{ok, payload, require_root, TIMEOUT};
+use wg::{
+    assert_alive, dissect, ip, move_tap_into, send_udp_in, tcp_echo_in_retry, udp_datagrams,
+    unix_now, wait_reply_from, ApplianceConf, Capture, Junk, Keys, Underlay, WgGo, WgSpec,
+    APPLIANCE_V4, APPLIANCE_V6, PEER_V4, PEER_V6, PING_PEER, WG_PORT,
+};
+
+/// How long a tunnel may take to recover on its own after its peer lost every session:
+/// the appliance notices after KEEPALIVE_TIMEOUT + REKEY_TIMEOUT (15 s) of data sent
+/// without an answer, then handshakes; this leaves room for a slow TCG host.
+const RECOVERY: Duration = Duration::from_secs(60);
+
+/// An appliance booted with a tunnel to a wireguard-go peer that is not started yet.
+struct Appliance {
+    vm: Vm,
+    net: Underlay,
+    keys: Keys,
+    peer_keys: Keys,
+}
+
+impl Appliance {
+    /// Boots `name` on underlay `net`; `endpoint`: whether its `[Peer]` names wireguard-go's
+    /// endpoint. `append` goes on the kernel command line.
+    fn boot(name: &str, net: Underlay, endpoint: bool, append: &str) -> Appliance {
+        let keys = ok(Keys::generate());
+        let peer_keys = ok(Keys::generate());
+        let config = ApplianceConf {
+            underlay: net,
+            keys: &keys,
+            peer_public: &peer_keys.public,
+            endpoint,
+            keepalive: None,
+        }
+        .text();
+        let vm = ok(Vm::builder(name)
+            .config(&config)
+            .append(append)
+            .nic(Nic::tap_with(&[&net.peer_cidr()]))
+            .spawn());
+        ok(vm.wait_for_line(READY, TIMEOUT));
+        Appliance {
+            vm,
+            net,
+            keys,
+            peer_keys,
+        }
+    }
+
+    /// The spec for wireguard-go: `endpoint`: whether it knows the appliance's endpoint.
+    fn peer_spec(&self, endpoint: bool) -> WgSpec {
+        WgSpec {
+            keys: self.peer_keys.clone(),
+            appliance_public: self.keys.public.clone(),
+            endpoint: endpoint.then(|| self.net.appliance_endpoint()),
+        }
+    }
+
+    /// Starts wireguard-go in the appliance's namespace.
+    fn start_peer(&self, endpoint: bool) -> WgGo {
+        ok(WgGo::start(self.ns(), self.peer_spec(endpoint)).map_err(|e| self.vm.fail(e)))
+    }
+
+    fn ns(&self) -> &vdcnet_qemu::Netns {
+        self.vm.netns(0).expect("NIC 0 is a tap")
+    }
+
+    fn tap(&self) -> &str {
+        self.vm.tap(0).expect("NIC 0 is a tap").name()
+    }
+}
+
+/// Unwraps, or fails the test with the error, the VM's evidence and wireguard-go's.
+#[track_caller]
+fn must<T>(r: Result<T>, vm: &Vm, wg: &WgGo) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e}\n{}\n{}", vm.evidence(), wg.evidence()),
+    }
+}
+
+/// Pings `addr` from the namespace until it answers (the first ping starts a handshake).
+#[track_caller]
+fn ping_through(a: &Appliance, wg: &WgGo, addr: &str) {
+    let out = must(a.ns().ping(ip(addr), TIMEOUT), &a.vm, wg);
+    assert!(out.contains("1 received"), "{out}");
+}
+
+/// Waits for the appliance's pinger to get a reply from `target` at console line `from`
+/// or later.
+#[track_caller]
+fn reply_after(vm: &Vm, wg: &WgGo, from: usize, target: &str, timeout: Duration) {
+    must(wait_reply_from(vm, from, target, timeout), vm, wg);
+}
+
+/// TCP echo of `sent` to `addr`:7 from the namespace; the bytes must come back unchanged.
+#[track_caller]
+fn echo_through(a: &Appliance, wg: &WgGo, addr: &str, sent: &[u8]) {
+    let back = must(
+        tcp_echo_in_retry(a.ns(), ip(addr), ECHO_PORT, sent, TIMEOUT),
+        &a.vm,
+        wg,
+    );
+    assert!(
+        back == sent,
+        "TCP echo via the tunnel to {addr}:7 differs: sent {} bytes, got {} back\n{}\n{}",
+        sent.len(),
+        back.len(),
+        a.vm.evidence(),
+        wg.evidence()
+    );
+}
+
+/// How many times wireguard-go's log says `event`.
+fn log_count(wg: &WgGo, event: &str) -> usize {
+    wg.log().matches(event).count()
+}
+
+#[test]
+fn handshake_from_wireguard_go_carries_ping_v4_v6_and_tcp_echo() {
+    require_root("handshake_from_wireguard_go_carries_ping_v4_v6_and_tcp_echo");
+    // The appliance has no endpoint for its peer: only wireguard-go can start.
+    let a = Appliance::boot("wg-initiates", Underlay::new(51), false, "");
+    let line = ok(a.vm.wait_for_line("vdcnet: wg0 port 51820", TIMEOUT));
+    assert!(
+        line.contains(&format!("key {} peers 1", a.keys.public)),
+        "the wg0 line shows the public key `wg pubkey` derives from the config's key: {line}"
+    );
+    let wg = a.start_peer(true);
+    for addr in [APPLIANCE_V4, APPLIANCE_V6] {
+        ping_through(&a, &wg, addr);
+    }
+    echo_through(&a, &wg, APPLIANCE_V4, &payload("v4 through wg ", 100_000));
+    echo_through(&a, &wg, APPLIANCE_V6, &payload("v6 through wg ", 30_000));
+    assert!(
+        log_count(&wg, "Received handshake response") >= 1,
+        "wireguard-go initiated and the appliance responded\n{}",
+        wg.evidence()
+    );
+}
+
+#[test]
+fn handshake_from_the_appliance_carries_its_pings_to_wireguard_go_v4_and_v6() {
+    require_root("handshake_from_the_appliance_carries_its_pings_to_wireguard_go_v4_and_v6");
+    // wireguard-go has no endpoint for the appliance: only the appliance can start.
+    let a = Appliance::boot("appliance-initiates", Underlay::new(52), true, PING_PEER);
+    let wg = a.start_peer(false);
+    for target in [PEER_V4, PEER_V6] {
+        reply_after(&a.vm, &wg, 0, target, TIMEOUT);
+    }
+    assert!(
+        log_count(&wg, "Received handshake initiation") >= 1,
+        "wireguard-go took the appliance's initiation\n{}",
+        wg.evidence()
+    );
+    // wireguard-go learned where the appliance is from its authenticated messages.
+    let dump = must(wg.peer_dump(), &a.vm, &wg);
+    assert_eq!(dump.endpoint, a.net.appliance_endpoint(), "{dump:?}");
+    // And the tunnel carries the namespace's own traffic back, too.
+    ping_through(&a, &wg, APPLIANCE_V4);
+}
+
+#[test]
+fn wg_show_reports_a_recent_handshake_and_bytes_both_ways() {
+    require_root("wg_show_reports_a_recent_handshake_and_bytes_both_ways");
+    let a = Appliance::boot("wg-show", Underlay::new(53), false, "");
+    let started = unix_now();
+    let wg = a.start_peer(true);
+    ping_through(&a, &wg, APPLIANCE_V4);
+    let before = must(wg.peer_dump(), &a.vm, &wg);
+    let now = unix_now();
+    assert!(
+        before.latest_handshake >= started.saturating_sub(1) && before.latest_handshake <= now + 1,
+        "latest-handshake {} is not between the test's start {started} and now {now}: {before:?}",
+        before.latest_handshake
+    );
+    assert_eq!(before.endpoint, a.net.appliance_endpoint(), "{before:?}");
+    assert!(before.rx > 0 && before.tx > 0, "{before:?}");
+    // 50 KB echoed: at least that much more each way.
+    echo_through(&a, &wg, APPLIANCE_V4, &payload("counted ", 50_000));
+    let after = must(wg.peer_dump(), &a.vm, &wg);
+    assert!(
+        after.rx >= before.rx + 50_000 && after.tx >= before.tx + 50_000,
+        "transfer did not grow by the 50 KB echoed each way: before {before:?}, after {after:?}"
+    );
+}
+
+#[test]
+fn tunnel_recovers_after_wireguard_go_is_killed_and_restarted() {
+    require_root("tunnel_recovers_after_wireguard_go_is_killed_and_restarted");
+    // The appliance knows the endpoint and pings once a second; wireguard-go does not: the
+    // restarted one can only answer, so the appliance must notice its sessions are dead
+    // and handshake again by itself.
+    let a = Appliance::boot("wg-restart", Underlay::new(54), true, PING_PEER);
+    let mut wg = a.start_peer(false);
+    reply_after(&a.vm, &wg, 0, PEER_V4, TIMEOUT);
+    wg.kill();
+    let restarted = unix_now();
+    must(wg.restart(None), &a.vm, &wg);
+    let from = a.vm.console().len();
+    for target in [PEER_V4, PEER_V6] {
+        reply_after(&a.vm, &wg, from, target, RECOVERY);
+    }
+    must(wg.wait_handshake_since(restarted, TIMEOUT), &a.vm, &wg);
+    ping_through(&a, &wg, APPLIANCE_V4);
+    assert_alive(&a.vm);
+}
+
+#[test]
+fn tunnel_recovers_after_the_appliance_reboots() {
+    require_root("tunnel_recovers_after_the_appliance_reboots");
+    // A reboot keeps the MAC; the appliance initiates (it knows the endpoint and pings),
+    // wireguard-go only answers, so the new handshake is the rebooted appliance's and
+    // wireguard-go takes it only if its TAI64N timestamp is later than the first boot's.
+    let mac = Mac([0x52, 0x54, 0x00, 0x5e, 0x00, 0x55]);
+    let net = Underlay::new(55);
+    let keys = ok(Keys::generate());
+    let peer_keys = ok(Keys::generate());
+    let config = ApplianceConf {
+        underlay: net,
+        keys: &keys,
+        peer_public: &peer_keys.public,
+        endpoint: true,
+        keepalive: None,
+    }
+    .text();
+    let first = ok(Vm::builder("reboot-1")
+        .config(&config)
+        .append(PING_PEER)
+        .nic(Nic::tap_with(&[&net.peer_cidr()]).mac(mac))
+        .spawn());
+    ok(first.wait_for_line(READY, TIMEOUT));
+    let ns = first.netns(0).expect("NIC 0 is a tap");
+    let first_tap = first.tap(0).expect("NIC 0 is a tap").name().to_string();
+    let wg = ok(WgGo::start(
+        ns,
+        WgSpec {
+            keys: peer_keys.clone(),
+            appliance_public: keys.public.clone(),
+            endpoint: None,
+        },
+    )
+    .map_err(|e| first.fail(e)));
+    for target in [PEER_V4, PEER_V6] {
+        reply_after(&first, &wg, 0, target, TIMEOUT);
+    }
+    let initiations = log_count(&wg, "Received handshake initiation");
+
+    // Power off: the first appliance is gone, its tap with it; the second boots with the
+    // same config and MAC, and its tap takes the first one's place in the namespace.
+    first.kill();
+    ok(ns.ip(&["link", "del", &first_tap]));
+    let second = ok(Vm::builder("reboot-2")
+        .config(&config)
+        .append(PING_PEER)
+        .nic(Nic::tap_with(&[]).mac(mac))
+        .spawn());
+    let second = ok(move_tap_into(second, 0, ns, &[net.peer_cidr()]));
+    let vm = &second.vm;
+    ok(vm.wait_for_line(READY, TIMEOUT));
+    for target in [PEER_V4, PEER_V6] {
+        reply_after(vm, &wg, 0, target, TIMEOUT);
+    }
+    assert!(
+        log_count(&wg, "Received handshake initiation") > initiations,
+        "wireguard-go accepted a new initiation from the rebooted appliance\n{}",
+        wg.evidence()
+    );
+    for addr in [APPLIANCE_V4, APPLIANCE_V6] {
+        let out = must(ns.ping(ip(addr), TIMEOUT), vm, &wg);
+        assert!(out.contains("1 received"), "{out}");
+    }
+    assert_alive(vm);
+}
+
+#[test]
+fn underlay_capture_holds_only_wireguard_messages_never_clear_inner_packets() {
+    require_root("underlay_capture_holds_only_wireguard_messages_never_clear_inner_packets");
+    let a = Appliance::boot("capture", Underlay::new(56), true, PING_PEER);
+    // From before the first handshake to after the last echo.
+    let mut cap = ok(Capture::start(a.ns(), a.tap()).map_err(|e| a.vm.fail(e)));
+    let wg = a.start_peer(true);
+    for target in [PEER_V4, PEER_V6] {
+        reply_after(&a.vm, &wg, 0, target, TIMEOUT);
+    }
+    for addr in [APPLIANCE_V4, APPLIANCE_V6] {
+        ping_through(&a, &wg, addr);
+    }
+    let canary = "CLEARTEXT-CANARY-9d41e7";
+    echo_through(&a, &wg, APPLIANCE_V4, &payload(canary, 40_000));
+    echo_through(&a, &wg, APPLIANCE_V6, &payload(canary, 10_000));
+    let pcap = cap.stop().to_path_buf();
+    eprintln!("tcpdump: {}", cap.messages());
+
+    let frames = must(dissect(&pcap), &a.vm, &wg);
+    let mut wg_types = [0usize; 5];
+    let mut clear = Vec::new();
+    let port = WG_PORT.to_string();
+    for f in &frames {
+        let p = f.protocols.as_str();
+        let is_arp = p == "eth:ethertype:arp";
+        // Neighbour discovery and multicast listener reports of the link itself.
+        let is_link_icmpv6 = p.starts_with("eth:ethertype:ipv6:")
+            && p.ends_with(":icmpv6")
+            && matches!(
+                f.icmpv6_type.as_str(),
+                "130" | "131" | "132" | "133" | "134" | "135" | "136" | "137" | "143"
+            );
+        let is_wg = p == "eth:ethertype:ip:udp:wg" && f.sport == port && f.dport == port;
+        if is_wg {
+            if let Ok(t) = f.wg_type.parse::<usize>() {
+                wg_types[t.min(4)] += 1;
+            }
+        }
+        if !(is_arp || is_link_icmpv6 || is_wg) {
+            clear.push(format!(
+                "frame {}: {} (udp {} -> {}, icmpv6 type {})",
+                f.number, p, f.sport, f.dport, f.icmpv6_type
+            ));
+        }
+    }
+    assert!(
+        clear.is_empty(),
+        "the underlay carried {} frame(s) that are not WireGuard, ARP or NDP:\n{}",
+        clear.len(),
+        clear.join("\n")
+    );
+    // The capture really holds the tunnel: handshake both ways and plenty of data.
+    assert!(
+        wg_types[1] >= 1 && wg_types[2] >= 1 && wg_types[4] >= 60,
+        "expected initiations, responses and data messages (type counts {wg_types:?}) in {} \
+         frames:\n{}",
+        frames.len(),
+        frames
+            .iter()
+            .take(40)
+            .map(|f| format!("{f:?}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Every outer UDP datagram is between the two underlay addresses.
+    for d in must(udp_datagrams(&pcap), &a.vm, &wg) {
+        let ends = [a.net.peer_ip(), a.net.appliance_ip()];
+        assert!(
+            ends.contains(&d.src) && ends.contains(&d.dst),
+            "outer datagram {}:{} -> {}:{} is not between the underlay ends",
+            d.src,
+            d.sport,
+            d.dst,
+            d.dport
+        );
+    }
+    let raw = std::fs::read(&pcap).expect("reading the capture");
+    assert!(
+        !raw.windows(canary.len()).any(|w| w == canary.as_bytes()),
+        "the echoed payload `{canary}` appears in clear in the underlay capture"
+    );
+}
+
+#[test]
+fn junk_and_replayed_datagrams_are_dropped_and_the_tunnel_keeps_working() {
+    require_root("junk_and_replayed_datagrams_are_dropped_and_the_tunnel_keeps_working");
+    // wireguard-go initiates (the appliance has no endpoint), so its initiation and data
+    // messages are on the wire to be replayed.
+    let a = Appliance::boot("junk", Underlay::new(57), false, PING_PEER);
+    let mut real = ok(Capture::start(a.ns(), a.tap()).map_err(|e| a.vm.fail(e)));
+    let wg = a.start_peer(true);
+    for addr in [APPLIANCE_V4, APPLIANCE_V6] {
+        ping_through(&a, &wg, addr);
+    }
+    reply_after(&a.vm, &wg, 0, PEER_V4, TIMEOUT);
+    let pcap = real.stop().to_path_buf();
+    let to_appliance: Vec<Vec<u8>> = must(udp_datagrams(&pcap), &a.vm, &wg)
+        .into_iter()
+        .filter(|d| d.dst == a.net.appliance_ip() && d.dport == WG_PORT)
+        .map(|d| d.payload)
+        .collect();
+    let initiation = to_appliance
+        .iter()
+        .find(|p| p.len() == 148 && p[0] == 1)
+        .expect("wireguard-go's initiation was captured")
+        .clone();
+    let data = to_appliance
+        .iter()
+        .find(|p| p.len() > 32 && p[0] == 4)
+        .expect("a data message from wireguard-go was captured")
+        .clone();
+
+    let seed = unix_now();
+    let mut rng = Junk::new(seed);
+    let mut junk: Vec<Vec<u8>> = Vec::new();
+    // Random bytes of every interesting length, including none.
+    for len in [
+        0, 1, 3, 4, 16, 31, 32, 64, 91, 92, 93, 147, 148, 149, 500, 1400,
+    ] {
+        junk.push(rng.bytes(len));
+    }
+    // Well-formed headers with random bodies: initiation, response, cookie reply, data
+    // with a receiver index that is nobody's, and a keepalive-sized one.
+    for (kind, len) in [(1u8, 148), (2, 92), (3, 64), (4, 96), (4, 32)] {
+        let mut m = rng.bytes(len);
+        m[..4].copy_from_slice(&[kind, 0, 0, 0]);
+        junk.push(m);
+    }
+    // An initiation with a nonzero reserved byte, and the real one cut short.
+    let mut reserved = initiation.clone();
+    reserved[1] = 1;
+    junk.push(reserved);
+    junk.push(initiation[..100].to_vec());
+    junk.push(initiation[..147].to_vec());
+    // The real receiver index with a far-future counter and a forged tag: must not move
+    // the replay window (checked only after the tag verifies).
+    let mut forged = data.clone();
+    forged[8..16].copy_from_slice(&(u64::MAX - 1).to_le_bytes());
+    *forged.last_mut().expect("nonempty") ^= 0x80;
+    junk.push(forged);
+    let mut flipped = data.clone();
+    flipped[20] ^= 0x01;
+    junk.push(flipped);
+    // Oversized: 2000 bytes with a data header and the real receiver index (fragmented on
+    // the wire).
+    let mut big = rng.bytes(2000);
+    big[..8].copy_from_slice(&data[..8]);
+    junk.push(big);
+    // Replays of every real datagram wireguard-go sent, twice each, from another port:
+    // an authenticated replay must not move the peer's endpoint either.
+    for _ in 0..2 {
+        junk.extend(to_appliance.iter().cloned());
+    }
+
+    let mut during = ok(Capture::start(a.ns(), a.tap()).map_err(|e| a.vm.fail(e)));
+    let junk_port = must(
+        send_udp_in(a.ns(), a.net.appliance_ip(), WG_PORT, &junk),
+        &a.vm,
+        &wg,
+    );
+    // The tunnel still works both ways: the appliance's pinger still reaches wireguard-go
+    // at its real endpoint, and the namespace still reaches the appliance.
+    let from = a.vm.console().len();
+    reply_after(&a.vm, &wg, from, PEER_V4, TIMEOUT);
+    for addr in [APPLIANCE_V4, APPLIANCE_V6] {
+        ping_through(&a, &wg, addr);
+    }
+    echo_through(&a, &wg, APPLIANCE_V4, &payload("after junk ", 10_000));
+    let pcap = during.stop().to_path_buf();
+    let answers: Vec<String> = must(udp_datagrams(&pcap), &a.vm, &wg)
+        .into_iter()
+        .filter(|d| d.src == a.net.appliance_ip() && d.dport != WG_PORT)
+        .map(|d| {
+            format!(
+                "{}:{} -> {}:{} type {:?}",
+                d.src,
+                d.sport,
+                d.dst,
+                d.dport,
+                d.payload.first()
+            )
+        })
+        .collect();
+    assert!(
+        answers.is_empty(),
+        "the appliance answered the junk sender (port {junk_port}, seed {seed}): {answers:?}\n{}",
+        a.vm.evidence()
+    );
+    assert_alive(&a.vm);
+}
