@@ -34,6 +34,7 @@ mod host;
 mod image;
 mod lines;
 mod machine;
+pub mod mesh;
 mod netns;
 mod nic;
 mod probe;
