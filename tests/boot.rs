@@ -53,7 +53,9 @@ fn defmt_log_on_the_second_serial_port_is_decoded_with_the_image() {
     );
 }
 
-fn boots_and_echoes_on(machine: Machine) {
+/// Boots on `machine`, checks TCP echo at once, then again after a second of idling (when
+/// the image sits in its halt-until-interrupt loop, which must still wake up for frames).
+fn boots_and_echoes_before_and_after_idling_on(machine: Machine) {
     let vm = ok(Vm::builder(machine.name())
         .machine(machine)
         .config(ONE_LINK)
@@ -61,21 +63,23 @@ fn boots_and_echoes_on(machine: Machine) {
         .spawn());
     ok(vm.wait_for_line(READY, TIMEOUT));
     assert_echoes(&vm, echo_addr(&vm), &payload(machine.name(), 100));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_echoes(&vm, echo_addr(&vm), &payload("after idling", 100));
 }
 
 #[test]
-fn boots_and_answers_tcp_echo_on_pc() {
-    boots_and_echoes_on(Machine::Pc);
+fn answers_tcp_echo_before_and_after_idling_on_pc() {
+    boots_and_echoes_before_and_after_idling_on(Machine::Pc);
 }
 
 #[test]
-fn boots_and_answers_tcp_echo_on_q35() {
-    boots_and_echoes_on(Machine::Q35);
+fn answers_tcp_echo_before_and_after_idling_on_q35() {
+    boots_and_echoes_before_and_after_idling_on(Machine::Q35);
 }
 
 #[test]
-fn boots_and_answers_tcp_echo_on_microvm() {
-    boots_and_echoes_on(Machine::Microvm);
+fn answers_tcp_echo_before_and_after_idling_on_microvm() {
+    boots_and_echoes_before_and_after_idling_on(Machine::Microvm);
 }
 
 #[test]

@@ -9,19 +9,23 @@
 
 mod wg;
 
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 use vdcnet_qemu::{Mac, Nic, Result, Vm, ECHO_PORT, READY};
 use vdcnet_tests::{ok, payload, require_root, TIMEOUT};
 use wg::{
     assert_alive, dissect, ip, move_tap_into, send_udp_in, tcp_echo_in_retry, udp_datagrams,
-    unix_now, wait_reply_from, ApplianceConf, Capture, Junk, Keys, Underlay, WgGo, WgSpec,
-    APPLIANCE_V4, APPLIANCE_V6, PEER_V4, PEER_V6, PING_PEER, WG_PORT,
+    unix_now, wait_reply_from, wait_stats_from, ApplianceConf, Capture, Junk, Keys, Underlay, WgGo,
+    WgSpec, APPLIANCE_V4, APPLIANCE_V6, PEER_V4, PEER_V6, PING_PEER, WG_PORT,
 };
 
 /// How long a tunnel may take to recover on its own after its peer lost every session:
 /// the appliance notices after KEEPALIVE_TIMEOUT + REKEY_TIMEOUT (15 s) of data sent
 /// without an answer, then handshakes; this leaves room for a slow TCG host.
 const RECOVERY: Duration = Duration::from_secs(60);
+
+/// How long the first boot in the reboot test runs before its peer comes up.
+const FIRST_BOOT_AGE: Duration = Duration::from_secs(8);
 
 /// An appliance booted with a tunnel to a wireguard-go peer that is not started yet.
 struct Appliance {
@@ -42,7 +46,6 @@ impl Appliance {
             keys: &keys,
             peer_public: &peer_keys.public,
             endpoint,
-            keepalive: None,
         }
         .text();
         let vm = ok(Vm::builder(name)
@@ -219,11 +222,39 @@ fn tunnel_recovers_after_wireguard_go_is_killed_and_restarted() {
 }
 
 #[test]
+fn tunnel_recovers_at_once_when_restarted_wireguard_go_initiates() {
+    require_root("tunnel_recovers_at_once_when_restarted_wireguard_go_initiates");
+    // The usual peer config: wireguard-go knows the endpoint. Restarted, it initiates as
+    // soon as the namespace sends; the appliance, still holding the old session, must
+    // take the new initiation and answer on the new session.
+    let a = Appliance::boot("wg-restart-initiates", Underlay::new(58), false, PING_PEER);
+    let mut wg = a.start_peer(true);
+    ping_through(&a, &wg, APPLIANCE_V4);
+    reply_after(&a.vm, &wg, 0, PEER_V4, TIMEOUT);
+    wg.kill();
+    must(wg.restart(Some(a.net.appliance_endpoint())), &a.vm, &wg);
+    let from = a.vm.console().len();
+    for addr in [APPLIANCE_V4, APPLIANCE_V6] {
+        ping_through(&a, &wg, addr);
+    }
+    echo_through(&a, &wg, APPLIANCE_V4, &payload("after restart ", 20_000));
+    // The appliance's own pings ride the new session too.
+    reply_after(&a.vm, &wg, from, PEER_V6, TIMEOUT);
+    assert!(
+        log_count(&wg, "Received handshake response") >= 1,
+        "the restarted wireguard-go initiated and the appliance responded\n{}",
+        wg.evidence()
+    );
+    assert_alive(&a.vm);
+}
+
+#[test]
 fn tunnel_recovers_after_the_appliance_reboots() {
     require_root("tunnel_recovers_after_the_appliance_reboots");
-    // A reboot keeps the MAC; the appliance initiates (it knows the endpoint and pings),
-    // wireguard-go only answers, so the new handshake is the rebooted appliance's and
-    // wireguard-go takes it only if its TAI64N timestamp is later than the first boot's.
+    // The appliance initiates (it knows the endpoint and pings); wireguard-go only answers
+    // and keeps the TAI64N timestamp of the last initiation it took. The first boot's
+    // handshake happens late in its life, the second boot's early: wireguard-go takes the
+    // second only if its stamps come from wall time (the RTC), not from time since boot.
     let mac = Mac([0x52, 0x54, 0x00, 0x5e, 0x00, 0x55]);
     let net = Underlay::new(55);
     let keys = ok(Keys::generate());
@@ -233,7 +264,6 @@ fn tunnel_recovers_after_the_appliance_reboots() {
         keys: &keys,
         peer_public: &peer_keys.public,
         endpoint: true,
-        keepalive: None,
     }
     .text();
     let first = ok(Vm::builder("reboot-1")
@@ -244,6 +274,9 @@ fn tunnel_recovers_after_the_appliance_reboots() {
     ok(first.wait_for_line(READY, TIMEOUT));
     let ns = first.netns(0).expect("NIC 0 is a tap");
     let first_tap = first.tap(0).expect("NIC 0 is a tap").name().to_string();
+    // Nobody answers yet: the first boot's initiations go unanswered and are retried every
+    // REKEY_TIMEOUT, so the one wireguard-go takes carries 10 s or more since boot.
+    thread::sleep(FIRST_BOOT_AGE);
     let wg = ok(WgGo::start(
         ns,
         WgSpec {
@@ -256,12 +289,16 @@ fn tunnel_recovers_after_the_appliance_reboots() {
     for target in [PEER_V4, PEER_V6] {
         reply_after(&first, &wg, 0, target, TIMEOUT);
     }
-    let initiations = log_count(&wg, "Received handshake initiation");
+    let handshaken = Instant::now();
+    // The RTC counts whole seconds, so a reboot within a second of the last handshake may
+    // stamp an earlier time; a real reboot takes longer than that.
+    thread::sleep(Duration::from_secs(2).saturating_sub(handshaken.elapsed()));
 
     // Power off: the first appliance is gone, its tap with it; the second boots with the
     // same config and MAC, and its tap takes the first one's place in the namespace.
     first.kill();
     ok(ns.ip(&["link", "del", &first_tap]));
+    let log_before = wg.log().len();
     let second = ok(Vm::builder("reboot-2")
         .config(&config)
         .append(PING_PEER)
@@ -273,9 +310,18 @@ fn tunnel_recovers_after_the_appliance_reboots() {
     for target in [PEER_V4, PEER_V6] {
         reply_after(vm, &wg, 0, target, TIMEOUT);
     }
+    let log = wg.log();
+    let since = log.get(log_before..).unwrap_or("");
     assert!(
-        log_count(&wg, "Received handshake initiation") > initiations,
-        "wireguard-go accepted a new initiation from the rebooted appliance\n{}",
+        since.contains("Received handshake initiation"),
+        "wireguard-go took a new initiation from the rebooted appliance\n{}",
+        wg.evidence()
+    );
+    assert!(
+        !since.contains("Received invalid initiation message"),
+        "wireguard-go refused an initiation of the rebooted appliance (a TAI64N timestamp \
+         not later than the first boot's?)\n{}\n{}",
+        vm.evidence(),
         wg.evidence()
     );
     for addr in [APPLIANCE_V4, APPLIANCE_V6] {
@@ -288,21 +334,24 @@ fn tunnel_recovers_after_the_appliance_reboots() {
 #[test]
 fn underlay_capture_holds_only_wireguard_messages_never_clear_inner_packets() {
     require_root("underlay_capture_holds_only_wireguard_messages_never_clear_inner_packets");
-    let a = Appliance::boot("capture", Underlay::new(56), true, PING_PEER);
+    // The appliance learns its peer's endpoint from wireguard-go's handshake (were it to
+    // initiate before wireguard-go listens, the namespace's ICMP port-unreachable errors
+    // would be on the wire too), then pings through the tunnel as well.
+    let a = Appliance::boot("capture", Underlay::new(56), false, PING_PEER);
     // From before the first handshake to after the last echo.
     let mut cap = ok(Capture::start(a.ns(), a.tap()).map_err(|e| a.vm.fail(e)));
     let wg = a.start_peer(true);
-    for target in [PEER_V4, PEER_V6] {
-        reply_after(&a.vm, &wg, 0, target, TIMEOUT);
-    }
     for addr in [APPLIANCE_V4, APPLIANCE_V6] {
         ping_through(&a, &wg, addr);
+    }
+    for target in [PEER_V4, PEER_V6] {
+        reply_after(&a.vm, &wg, 0, target, TIMEOUT);
     }
     let canary = "CLEARTEXT-CANARY-9d41e7";
     echo_through(&a, &wg, APPLIANCE_V4, &payload(canary, 40_000));
     echo_through(&a, &wg, APPLIANCE_V6, &payload(canary, 10_000));
     let pcap = cap.stop().to_path_buf();
-    eprintln!("tcpdump: {}", cap.messages());
+    let tcpdump = cap.messages();
 
     let frames = must(dissect(&pcap), &a.vm, &wg);
     let mut wg_types = [0usize; 5];
@@ -333,7 +382,7 @@ fn underlay_capture_holds_only_wireguard_messages_never_clear_inner_packets() {
     }
     assert!(
         clear.is_empty(),
-        "the underlay carried {} frame(s) that are not WireGuard, ARP or NDP:\n{}",
+        "the underlay carried {} frame(s) that are not WireGuard, ARP or NDP:\n{}\n{tcpdump}",
         clear.len(),
         clear.join("\n")
     );
@@ -341,7 +390,7 @@ fn underlay_capture_holds_only_wireguard_messages_never_clear_inner_packets() {
     assert!(
         wg_types[1] >= 1 && wg_types[2] >= 1 && wg_types[4] >= 60,
         "expected initiations, responses and data messages (type counts {wg_types:?}) in {} \
-         frames:\n{}",
+         frames ({tcpdump}):\n{}",
         frames.len(),
         frames
             .iter()
@@ -373,8 +422,14 @@ fn underlay_capture_holds_only_wireguard_messages_never_clear_inner_packets() {
 fn junk_and_replayed_datagrams_are_dropped_and_the_tunnel_keeps_working() {
     require_root("junk_and_replayed_datagrams_are_dropped_and_the_tunnel_keeps_working");
     // wireguard-go initiates (the appliance has no endpoint), so its initiation and data
-    // messages are on the wire to be replayed.
-    let a = Appliance::boot("junk", Underlay::new(57), false, PING_PEER);
+    // messages are on the wire to be replayed. The appliance prints its counters every
+    // second.
+    let a = Appliance::boot(
+        "junk",
+        Underlay::new(57),
+        false,
+        &format!("{PING_PEER} vdcnet.stats=1"),
+    );
     let mut real = ok(Capture::start(a.ns(), a.tap()).map_err(|e| a.vm.fail(e)));
     let wg = a.start_peer(true);
     for addr in [APPLIANCE_V4, APPLIANCE_V6] {
@@ -429,23 +484,41 @@ fn junk_and_replayed_datagrams_are_dropped_and_the_tunnel_keeps_working() {
     let mut flipped = data.clone();
     flipped[20] ^= 0x01;
     junk.push(flipped);
-    // Oversized: 2000 bytes with a data header and the real receiver index (fragmented on
-    // the wire).
-    let mut big = rng.bytes(2000);
-    big[..8].copy_from_slice(&data[..8]);
-    junk.push(big);
+    // Oversized, with a data header and the real receiver index: 2000 bytes in IP
+    // fragments (the link's MTU is 1500) here, and 2000 and 8900 bytes as single jumbo
+    // frames below (the MTU raised on the namespace's side only).
+    let mut oversized = [2000, 2000, 8900].map(|n| {
+        let mut m = rng.bytes(n);
+        m[..8].copy_from_slice(&data[..8]);
+        m
+    });
+    junk.push(std::mem::take(&mut oversized[0]));
+    let jumbo = &oversized[1..];
     // Replays of every real datagram wireguard-go sent, twice each, from another port:
     // an authenticated replay must not move the peer's endpoint either.
     for _ in 0..2 {
         junk.extend(to_appliance.iter().cloned());
     }
 
-    let mut during = ok(Capture::start(a.ns(), a.tap()).map_err(|e| a.vm.fail(e)));
-    let junk_port = must(
-        send_udp_in(a.ns(), a.net.appliance_ip(), WG_PORT, &junk),
+    let replayed_data = to_appliance.iter().filter(|p| p[0] == 4).count() as u64;
+    let before = must(
+        wait_stats_from(&a.vm, a.vm.console().len(), TIMEOUT),
         &a.vm,
         &wg,
     );
+    let mut during = ok(Capture::start(a.ns(), a.tap()).map_err(|e| a.vm.fail(e)));
+    let mut junk_ports = vec![must(
+        send_udp_in(a.ns(), a.net.appliance_ip(), WG_PORT, &junk),
+        &a.vm,
+        &wg,
+    )];
+    ok(a.ns().ip(&["link", "set", "dev", a.tap(), "mtu", "9000"]));
+    junk_ports.push(must(
+        send_udp_in(a.ns(), a.net.appliance_ip(), WG_PORT, jumbo),
+        &a.vm,
+        &wg,
+    ));
+    ok(a.ns().ip(&["link", "set", "dev", a.tap(), "mtu", "1500"]));
     // The tunnel still works both ways: the appliance's pinger still reaches wireguard-go
     // at its real endpoint, and the namespace still reaches the appliance.
     let from = a.vm.console().len();
@@ -471,8 +544,45 @@ fn junk_and_replayed_datagrams_are_dropped_and_the_tunnel_keeps_working() {
         .collect();
     assert!(
         answers.is_empty(),
-        "the appliance answered the junk sender (port {junk_port}, seed {seed}): {answers:?}\n{}",
+        "the appliance sent {} datagram(s) to the junk senders (ports {junk_ports:?}, junk seed \
+         {seed}), e.g. {:?}\n{}",
+        answers.len(),
+        &answers[..answers.len().min(5)],
         a.vm.evidence()
     );
+    // Every datagram was dropped and counted, by its reason. Only the empty datagram and
+    // the oversized ones may not reach the tunnel at all (smoltcp drops IP fragments, and
+    // QEMU frames larger than the guest's buffers), and a replayed data message the
+    // appliance had never received would be taken once (then dropped as a replay).
+    let after = must(
+        wait_stats_from(&a.vm, a.vm.console().len(), TIMEOUT),
+        &a.vm,
+        &wg,
+    );
+    let grew = |name: &str| after.grew(&before, name);
+    let sent = (junk.len() + jumbo.len()) as u64;
+    let least = sent - (2 + jumbo.len() as u64) - replayed_data;
+    for (what, got, want) in [
+        ("drops", grew("drops"), least),
+        ("Replay", grew("Replay"), replayed_data),
+        (
+            "StaleTimestamp + HandshakeFlood",
+            grew("StaleTimestamp") + grew("HandshakeFlood"),
+            2,
+        ),
+        ("DecryptFailed", grew("DecryptFailed"), 1),
+        ("UnknownReceiver", grew("UnknownReceiver"), 2),
+        ("BadMac1", grew("BadMac1"), 1),
+        ("Malformed", grew("Malformed"), 3),
+    ] {
+        assert!(
+            got >= want,
+            "{what} grew by {got}, expected at least {want} for {} junk datagrams\n\
+             before: {}\nafter:  {}",
+            sent,
+            before.line(),
+            after.line()
+        );
+    }
     assert_alive(&a.vm);
 }

@@ -41,7 +41,8 @@ impl Clock {
     /// and starts the periodic tick at [`TICK_HZ`].
     ///
     /// # Safety
-    /// As for [`crate::pic::init`], and the caller owns the PIT and the RTC.
+    /// As for [`crate::pic::init`] and [`crate::pic::enable_virtual_wire`], and the caller
+    /// owns the PIT and the RTC.
     pub unsafe fn init() -> Result<Clock, ClockError> {
         // SAFETY: the caller owns the PIT and PICs.
         let tsc_hz = unsafe { calibrate_tsc()? };
@@ -51,6 +52,7 @@ impl Clock {
         // SAFETY: the caller owns the PIC and PIT and has a handler for the tick vector.
         unsafe {
             crate::pic::init();
+            crate::pic::enable_virtual_wire();
             set_tick_hz(TICK_HZ);
         }
         Ok(Clock {

@@ -82,13 +82,17 @@ impl MeshPlan {
     /// Generates every node's config with fresh keys.
     pub fn generate(&self) -> Result<Vec<MeshNode>, String> {
         if !(2..=MAX_NODES).contains(&self.nodes) {
-            return Err(format!("a mesh has 2..={MAX_NODES} nodes, not {}", self.nodes));
+            return Err(format!(
+                "a mesh has 2..={MAX_NODES} nodes, not {}",
+                self.nodes
+            ));
         }
         if self.port == 0 {
             return Err("the WireGuard port must not be 0".into());
         }
-        let keys: Vec<PrivateKey> =
-            (0..self.nodes).map(|_| PrivateKey::generate(&mut rand_core::OsRng)).collect();
+        let keys: Vec<PrivateKey> = (0..self.nodes)
+            .map(|_| PrivateKey::generate(&mut rand_core::OsRng))
+            .collect();
         let publics: Vec<String> = keys
             .iter()
             .map(|k| vdcnet_appliance::config::PublicKey(k.public_key().0).to_string())
@@ -160,19 +164,28 @@ mod tests {
 
     #[test]
     fn every_generated_config_parses_and_peers_with_every_other_node() {
-        let plan = MeshPlan { nodes: 4, ..MeshPlan::default() };
+        let plan = MeshPlan {
+            nodes: 4,
+            ..MeshPlan::default()
+        };
         let nodes = plan.generate().unwrap();
         assert_eq!(nodes.len(), 4);
         for (i, n) in nodes.iter().enumerate() {
-            let cfg = config::parse(n.config.as_bytes()).unwrap_or_else(|e| panic!("{e:?}\n{}", n.config));
+            let cfg = config::parse(n.config.as_bytes())
+                .unwrap_or_else(|e| panic!("{e:?}\n{}", n.config));
             let iface = cfg.interface.as_ref().unwrap();
             let derived = PrivateKey::from_bytes(iface.private_key.0).public_key();
             assert_eq!(config::PublicKey(derived.0).to_string(), n.public_key);
             assert_eq!(cfg.peers.len(), 3);
-            let mut peer_keys: Vec<String> = cfg.peers.iter().map(|p| p.public_key.to_string()).collect();
+            let mut peer_keys: Vec<String> =
+                cfg.peers.iter().map(|p| p.public_key.to_string()).collect();
             peer_keys.sort();
-            let mut others: Vec<String> =
-                nodes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, m)| m.public_key.clone()).collect();
+            let mut others: Vec<String> = nodes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, m)| m.public_key.clone())
+                .collect();
             others.sort();
             assert_eq!(peer_keys, others);
         }
@@ -183,8 +196,13 @@ mod tests {
         let nodes = MeshPlan::default().generate().unwrap();
         assert_eq!(nodes[0].overlay_v4, Ipv4Addr::new(10, 20, 1, 1));
         assert_eq!(nodes[2].overlay_v4, Ipv4Addr::new(10, 20, 3, 1));
-        assert_eq!(nodes[1].overlay_v6.unwrap(), "fd20:ab:cd:2::1".parse::<Ipv6Addr>().unwrap());
-        assert!(nodes[0].config.contains("AllowedIPs = 10.20.2.0/24, fd20:ab:cd:2::/64"));
+        assert_eq!(
+            nodes[1].overlay_v6.unwrap(),
+            "fd20:ab:cd:2::1".parse::<Ipv6Addr>().unwrap()
+        );
+        assert!(nodes[0]
+            .config
+            .contains("AllowedIPs = 10.20.2.0/24, fd20:ab:cd:2::/64"));
         assert!(nodes[0].config.contains("Endpoint = 192.168.100.3:51820"));
     }
 
@@ -197,7 +215,17 @@ mod tests {
 
     #[test]
     fn out_of_range_node_counts_are_refused() {
-        assert!(MeshPlan { nodes: 1, ..MeshPlan::default() }.generate().is_err());
-        assert!(MeshPlan { nodes: 255, ..MeshPlan::default() }.generate().is_err());
+        assert!(MeshPlan {
+            nodes: 1,
+            ..MeshPlan::default()
+        }
+        .generate()
+        .is_err());
+        assert!(MeshPlan {
+            nodes: 255,
+            ..MeshPlan::default()
+        }
+        .generate()
+        .is_err());
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::defmt_log::{self, LogTable};
 use crate::error::{Error, ErrorKind, Result};
-use crate::host::{unique, TempDir};
+use crate::host::TempDir;
 use crate::image;
 use crate::lines::{LineSplitter, Lines, WaitError};
 use crate::machine::{Accel, Machine};
@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -173,9 +174,24 @@ impl Proc {
     }
 }
 
-/// A process-wide VM counter, for unique MAC addresses.
-fn next_vm_number() -> u32 {
-    unique()
+/// A process-wide VM counter: it makes MAC addresses unique among the VMs of a process
+/// (wires never span processes).
+fn next_vm_number() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A name made safe for file names and QEMU option values (no commas, no slashes).
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 impl Vm {
@@ -260,7 +276,7 @@ impl VmBuilder {
             Some(p) => p.clone(),
             None => image::image()?,
         };
-        let dir = TempDir::new(&self.name)?;
+        let dir = TempDir::new(&sanitize(&self.name))?;
         let config = match &self.config {
             None => None,
             Some(ConfigSource::File(p)) => Some(p.clone()),
@@ -284,21 +300,14 @@ impl VmBuilder {
         let mut macs = Vec::new();
         for (i, nic) in self.nics.iter().enumerate() {
             nics.push(NicRuntime::prepare(&nic.kind)?);
-            let pid = std::process::id();
-            macs.push(nic.mac.unwrap_or(Mac([
-                0x52,
-                0x54,
-                (pid >> 8) as u8,
-                pid as u8,
-                vm_number as u8,
-                i as u8,
-            ])));
+            let [hi, lo] = vm_number.to_be_bytes();
+            macs.push(nic.mac.unwrap_or(Mac([0x52, 0x54, 0x00, hi, lo, i as u8])));
         }
 
         let mut args: Vec<String> = Vec::new();
         let mut arg = |a: &str| args.push(a.to_string());
         arg("-name");
-        arg(&self.name);
+        arg(&sanitize(&self.name));
         arg("-accel");
         arg(self.accel.qemu_arg());
         arg("-M");
@@ -720,6 +729,12 @@ impl Drop for Vm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sanitize_keeps_names_usable_in_paths_and_qemu_options() {
+        assert_eq!(sanitize("reboot-1"), "reboot-1");
+        assert_eq!(sanitize("a,b/c d"), "a-b-c-d");
+    }
 
     #[test]
     fn shell_quote_leaves_plain_args_and_quotes_the_rest() {

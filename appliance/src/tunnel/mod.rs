@@ -15,13 +15,15 @@
 //! count every dropped packet by [`DropReason`] in [`Counters`].
 //!
 //! Layout, one concern per file: `messages` (wire formats), `crypto` (HASH/HMAC/KDF/AEAD),
-//! `keys`, `tai64n`, `handshake` (Noise IKpsk2), `cookie` (mac1/mac2/cookie replies),
+//! `chacha20` and `poly1305` (under the AEAD), `keys`, `tai64n`, `handshake` (Noise
+//! IKpsk2), `cookie` (mac1/mac2/cookie replies),
 //! `rate_limiter`, `admission`, `replay`, `session` (keypairs), `timers`, `queue`,
 //! `inner` (inner IP header), `peer` (per-peer state machine), `point_to_point`
 //! ([`Tunnel`]), `allowed_ips`, `device` ([`Device`]), `counters`.
 
 mod admission;
 pub mod allowed_ips;
+mod chacha20;
 mod cookie;
 pub mod counters;
 mod crypto;
@@ -32,6 +34,7 @@ pub mod keys;
 pub mod messages;
 pub mod peer;
 pub mod point_to_point;
+mod poly1305;
 mod queue;
 pub mod rate_limiter;
 mod replay;

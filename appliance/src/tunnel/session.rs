@@ -1,15 +1,15 @@
 //! A transport keypair (whitepaper 5.4.6): the two ChaCha20-Poly1305 keys derived at the
 //! end of a handshake, the send counter and the receive replay window.
 //!
-//! The cipher objects are keyed once when the keypair is created and reused for every
-//! packet. Encryption writes the whole data message into the caller's buffer; decryption
-//! copies the ciphertext into the caller's buffer and opens it in place. Neither allocates.
+//! The two keys are expanded once when the keypair is created, reused for every packet and
+//! zeroized when it is dropped. Encryption writes the whole data message into the caller's
+//! buffer; decryption copies the ciphertext into the caller's buffer and opens it in place.
+//! Neither allocates.
 
-use chacha20poly1305::ChaCha20Poly1305;
 use smoltcp::time::Instant;
 
 use super::counters::DropReason;
-use super::crypto::{aead_cipher, aead_open, aead_seal, TAG_LEN};
+use super::crypto::{aead_cipher, aead_open, aead_seal, AeadKey, TAG_LEN};
 use super::messages::{field, Data, DATA_HEADER_LEN, TYPE_DATA};
 use super::replay::ReplayWindow;
 use super::timers::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
@@ -19,8 +19,8 @@ const PAD_MULTIPLE: usize = 16;
 
 /// One direction pair of transport keys plus counters.
 pub struct Keypair {
-    send: ChaCha20Poly1305,
-    recv: ChaCha20Poly1305,
+    send: AeadKey,
+    recv: AeadKey,
     send_counter: u64,
     replay: ReplayWindow,
     /// Our index: data messages to us carry it as receiver.

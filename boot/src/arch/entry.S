@@ -215,6 +215,10 @@ exception_common:
     hlt
     jmp 4b
 
+    .global spurious_isr
+spurious_isr:
+    iretq
+
     .global timer_isr
 timer_isr:
     push %rax

@@ -11,6 +11,7 @@ extern "C" {
     static exception_stubs: [u64; 32];
     static irq_stubs: [u64; 15];
     fn timer_isr();
+    fn spurious_isr();
 }
 
 /// Stack for CPU exceptions (IST1), so a fault on a broken stack can still report itself.
@@ -140,6 +141,8 @@ pub unsafe fn init() {
             (*idt)[v] = gate(stub, ist);
         }
         (*idt)[32] = gate(timer_isr as *const () as u64, 0);
+        (*idt)[vdcnet_hal::pic::APIC_SPURIOUS_VECTOR as usize] =
+            gate(spurious_isr as *const () as u64, 0);
         for (i, &stub) in (*addr_of!(irq_stubs)).iter().enumerate() {
             (*idt)[33 + i] = gate(stub, 0);
         }
