@@ -494,9 +494,12 @@ fn too_many_links_is_an_error() {
 
 #[test]
 fn too_many_addresses_is_an_error() {
-    let list: Vec<String> = (1..=9).map(|i| format!("10.0.{i}.1/24")).collect();
+    let max = vdcnet_appliance::config::MAX_ADDRESSES;
+    let ok: Vec<String> = (1..=max).map(|i| format!("10.0.{i}.1/24")).collect();
+    assert!(parse(format!("[Link]\nAddress = {}\n", ok.join(", ")).as_bytes()).is_ok());
+    let list: Vec<String> = (1..=max + 1).map(|i| format!("10.0.{i}.1/24")).collect();
     let text = format!("[Link]\nAddress = {}\n", list.join(", "));
-    assert_error(&text, 2, "more than 8 addresses");
+    assert_error(&text, 2, &format!("more than {max} addresses"));
 }
 
 #[test]
