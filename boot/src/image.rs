@@ -24,7 +24,7 @@ use vdcnet_hal::clock::Clock;
 use vdcnet_hal::net::NetDevice;
 use vdcnet_hal::pci::{Cam, PortCam};
 use vdcnet_hal::rng::Rng;
-use vdcnet_hal::virtio::VirtioNic;
+use vdcnet_hal::virtio::{Irq, VirtioNic};
 use virtio_drivers::transport::pci::bus::ConfigurationAccess;
 use virtio_drivers::transport::pci::bus::PciRoot;
 
@@ -72,6 +72,7 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
         heap >> 20,
         vdcnet_hal::cpu::brand(&mut brand)
     );
+    defmt::info!("command line: {=str}", boot.cmdline());
     for w in cmdline.warnings() {
         println!("vdcnet: warning: command line: {w}");
     }
@@ -135,22 +136,22 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
         unsafe { core::ptr::read_volatile(0x80_0000_0000usize as *const u64) };
     }
 
-    let nics = probe_nics(boot.rsdp);
+    // SAFETY: the first MiB and the ACPI tables (below 4 GiB) are identity-mapped; reading
+    // them has no side effects.
+    let rsdp = unsafe { acpi::find_rsdp(boot.rsdp) };
+    let mmio_irqs = vdcnet_hal::virtio::mmio_devices_from_cmdline(boot.cmdline());
+    let nics = probe_nics(rsdp, &mmio_irqs);
     // NICs that interrupt let the tick slow down to what protocol timers need; if any NIC
-    // cannot (virtio-mmio on microvm), keep polling at 1 kHz.
-    let irq_lines = nics
-        .iter()
-        .try_fold(0u16, |m, n| n.irq().map(|l| m | 1 << l));
-    if let Some(lines) = irq_lines.filter(|_| !nics.is_empty()) {
+    // cannot, keep polling at 1 kHz.
+    let (irq_lines, all_interrupt) = route_nic_interrupts(&nics, rsdp);
+    if all_interrupt {
         // SAFETY: we own the PIT; the IDT has handlers for every PIC line.
         unsafe { vdcnet_hal::clock::set_tick_hz(vdcnet_hal::clock::TICK_HZ_WITH_NIC_IRQS) };
         defmt::info!(
-            "NIC interrupts on lines {=u16:#x}; tick {=u64} Hz",
-            lines,
+            "every NIC interrupts; tick {=u64} Hz",
             vdcnet_hal::clock::TICK_HZ_WITH_NIC_IRQS
         );
     }
-    let irq_lines = irq_lines.unwrap_or(0);
     let now = clock.now_us();
     let opts = Options {
         seed,
@@ -190,11 +191,11 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
 
 /// Finds the NICs: virtio-net PCI functions in PCI order, or on machines without PCI
 /// (microvm), the virtio-mmio devices.
-fn probe_nics(rsdp: Option<u64>) -> Vec<VirtioNic> {
+fn probe_nics(rsdp: Option<u64>, mmio_irqs: &[(usize, u32)]) -> Vec<VirtioNic> {
     let mut nics = Vec::new();
-    // SAFETY: the first MiB and the ACPI tables (below 4 GiB) are identity-mapped; reading
-    // them has no side effects.
-    let ecam = unsafe { acpi::find_rsdp(rsdp).and_then(|r| acpi::find_ecam(r)) };
+    // SAFETY: `rsdp` was found and checksummed by `find_rsdp`; the ACPI tables are below
+    // 4 GiB, identity-mapped; reading them has no side effects.
+    let ecam = rsdp.and_then(|r| unsafe { acpi::find_ecam(r) });
     let cam = match ecam {
         // SAFETY: MCFG names this window as segment 0's ECAM; it is identity-mapped and
         // only this code drives PCI configuration.
@@ -217,7 +218,7 @@ fn probe_nics(rsdp: Option<u64>) -> Vec<VirtioNic> {
     } else {
         // SAFETY: no PCI host bridge: this is a microvm, whose virtio-mmio windows are
         // identity-mapped by boot and driven by nobody else.
-        for r in unsafe { VirtioNic::probe_microvm(MAX_NICS) } {
+        for r in unsafe { VirtioNic::probe_microvm(MAX_NICS, mmio_irqs, rsdp.is_some()) } {
             match r {
                 Ok(n) => nics.push(n),
                 Err(e) => println!("vdcnet: warning: virtio-mmio NIC: {e:?}"),
@@ -229,6 +230,41 @@ fn probe_nics(rsdp: Option<u64>) -> Vec<VirtioNic> {
         defmt::info!("nic{=usize}: {=[u8]:02x}", i, m[..]);
     }
     nics
+}
+
+/// Sends every NIC's interrupt to the CPU: 8259 lines are collected (the event loop
+/// unmasks them before it sleeps), I/O APIC GSIs are routed to their own vectors. Returns
+/// the 8259 lines and whether every NIC now interrupts.
+fn route_nic_interrupts(nics: &[VirtioNic], rsdp: Option<u64>) -> (u16, bool) {
+    let mut lines = 0u16;
+    let mut all = !nics.is_empty();
+    let lapic = vdcnet_hal::pic::lapic_base();
+    // SAFETY: as in `probe_nics`.
+    let ioapics = rsdp
+        .map(|r| unsafe { acpi::find_ioapics(r) })
+        .unwrap_or_default();
+    if let Some(base) = lapic {
+        // SAFETY: interrupts are off; `base` is the identity-mapped local APIC.
+        unsafe { arch::set_lapic_base(base) };
+    }
+    for (i, n) in nics.iter().enumerate() {
+        match (n.irq(), lapic) {
+            (Some(Irq::Pic(l)), _) => lines |= 1 << l,
+            (Some(Irq::Gsi(gsi)), Some(base)) if i < arch::NIC_VECTORS.len() => {
+                let vector = arch::NIC_VECTORS.start + i as u8;
+                // SAFETY: the I/O APICs come from the MADT and the local APIC from its
+                // MSR, all identity-mapped; the IDT handles NIC_VECTORS with an EOI to
+                // the local APIC; only this code programs these entries.
+                if unsafe { vdcnet_hal::ioapic::route_edge(&ioapics, gsi, vector, base) } {
+                    defmt::info!("nic{=usize}: GSI {=u32} -> vector {=u8:#x}", i, gsi, vector);
+                } else {
+                    all = false;
+                }
+            }
+            _ => all = false,
+        }
+    }
+    (lines, all)
 }
 
 /// Gives the heap the largest usable RAM region above the kernel, below 4 GiB (what boot

@@ -1,5 +1,5 @@
-//! Just enough ACPI to find PCI Express ECAM: the RSDP (from the loader or the BIOS area),
-//! the RSDT/XSDT, and the MCFG table's base address for PCI segment 0.
+//! Just enough ACPI: the RSDP (from the loader or the BIOS area), the RSDT/XSDT, the MCFG
+//! table's ECAM base for PCI segment 0, and the MADT's I/O APICs.
 
 use core::ptr::read_unaligned;
 
@@ -48,12 +48,13 @@ pub unsafe fn find_rsdp(hint: Option<u64>) -> Option<u64> {
     }
 }
 
-/// Reads the MCFG table reachable from the RSDP at `rsdp`.
+/// Finds the table with signature `sig` through the RSDT/XSDT of the RSDP at `rsdp`, and
+/// returns its address and length (checksum verified).
 ///
 /// # Safety
 /// `rsdp` is a valid RSDP and the ACPI tables it leads to are identity-mapped (they sit
 /// below 4 GiB on the machines vdcnet boots on).
-pub unsafe fn find_ecam(rsdp: u64) -> Option<Ecam> {
+unsafe fn find_table(rsdp: u64, sig: &[u8; 4]) -> Option<(u64, u64)> {
     // SAFETY: forwarded from the caller; every length read bounds the reads that follow.
     unsafe {
         let revision: u8 = rd(rsdp + 15);
@@ -77,28 +78,79 @@ pub unsafe fn find_ecam(rsdp: u64) -> Option<Ecam> {
                 rd::<u32>(e) as u64
             };
             e += entry_size;
-            if table == 0 || table >= 1 << 32 || rd::<[u8; 4]>(table) != *b"MCFG" {
+            if table == 0 || table >= 1 << 32 || rd::<[u8; 4]>(table) != *sig {
                 continue;
             }
             let tlen = rd::<u32>(table + 4) as u64;
-            if tlen > 64 * 1024 || !checksum_ok(table, tlen as usize) {
+            if !(36..=64 * 1024).contains(&tlen) || !checksum_ok(table, tlen as usize) {
                 return None;
             }
-            let mut a = table + 44;
-            while a + 16 <= table + tlen {
-                let base: u64 = rd(a);
-                let segment: u16 = rd(a + 8);
-                let (start_bus, end_bus): (u8, u8) = (rd(a + 10), rd(a + 11));
-                if segment == 0 && base != 0 && base < 1 << 32 {
-                    return Some(Ecam {
-                        base,
-                        start_bus,
-                        end_bus,
-                    });
-                }
-                a += 16;
-            }
+            return Some((table, tlen));
         }
         None
     }
+}
+
+/// Reads the MCFG table reachable from the RSDP at `rsdp`.
+///
+/// # Safety
+/// As for [`find_table`].
+pub unsafe fn find_ecam(rsdp: u64) -> Option<Ecam> {
+    // SAFETY: forwarded from the caller; reads stay inside the table's checked length.
+    unsafe {
+        let (table, tlen) = find_table(rsdp, b"MCFG")?;
+        let mut a = table + 44;
+        while a + 16 <= table + tlen {
+            let base: u64 = rd(a);
+            let segment: u16 = rd(a + 8);
+            let (start_bus, end_bus): (u8, u8) = (rd(a + 10), rd(a + 11));
+            if segment == 0 && base != 0 && base < 1 << 32 {
+                return Some(Ecam {
+                    base,
+                    start_bus,
+                    end_bus,
+                });
+            }
+            a += 16;
+        }
+        None
+    }
+}
+
+/// An I/O APIC from the MADT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoApicInfo {
+    pub addr: u64,
+    /// The first global system interrupt (GSI) it serves.
+    pub gsi_base: u32,
+}
+
+/// The I/O APICs the MADT lists.
+///
+/// # Safety
+/// As for [`find_table`].
+pub unsafe fn find_ioapics(rsdp: u64) -> heapless::Vec<IoApicInfo, 4> {
+    let mut out = heapless::Vec::new();
+    // SAFETY: forwarded from the caller; reads stay inside the table's checked length and
+    // each entry's own length.
+    unsafe {
+        let Some((table, tlen)) = find_table(rsdp, b"APIC") else {
+            return out;
+        };
+        let mut e = table + 44;
+        while e + 2 <= table + tlen {
+            let kind: u8 = rd(e);
+            let len = rd::<u8>(e + 1) as u64;
+            if len < 2 || e + len > table + tlen {
+                break;
+            }
+            if kind == 1 && len >= 12 {
+                let addr = rd::<u32>(e + 4) as u64;
+                let gsi_base: u32 = rd(e + 8);
+                let _ = out.push(IoApicInfo { addr, gsi_base });
+            }
+            e += len;
+        }
+    }
+    out
 }

@@ -19,6 +19,7 @@ extern crate alloc;
 pub mod acpi;
 pub mod clock;
 pub mod cpu;
+pub mod ioapic;
 pub mod net;
 pub mod pci;
 pub mod pic;

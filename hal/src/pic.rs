@@ -53,6 +53,17 @@ pub unsafe fn unmask(lines: u16) {
     }
 }
 
+/// The local APIC's physical base address, or `None` if the APIC is disabled.
+pub fn lapic_base() -> Option<usize> {
+    let (lo, hi): (u32, u32);
+    // SAFETY: IA32_APIC_BASE (0x1b) exists on every x86_64 CPU; reading it has no effect.
+    unsafe {
+        core::arch::asm!("rdmsr", in("ecx") 0x1bu32, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
+    }
+    let msr = (hi as u64) << 32 | lo as u64;
+    (msr & (1 << 11) != 0).then_some((msr & 0xf_ffff_f000) as usize)
+}
+
 /// Vector of the local APIC's spurious interrupts (its handler only returns).
 pub const APIC_SPURIOUS_VECTOR: u8 = 0xff;
 
@@ -65,18 +76,10 @@ pub const APIC_SPURIOUS_VECTOR: u8 = 0xff;
 /// The local APIC is at the address IA32_APIC_BASE names, identity-mapped; the IDT has a
 /// handler for [`APIC_SPURIOUS_VECTOR`]; interrupts are disabled.
 pub unsafe fn enable_virtual_wire() {
-    let base_msr: u64;
-    // SAFETY: IA32_APIC_BASE (0x1b) exists on every x86_64 CPU; reading it has no effect.
-    unsafe {
-        let (lo, hi): (u32, u32);
-        core::arch::asm!("rdmsr", in("ecx") 0x1bu32, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
-        base_msr = (hi as u64) << 32 | lo as u64;
-    }
-    if base_msr & (1 << 11) == 0 {
+    let Some(base) = lapic_base() else {
         // The APIC is globally disabled: the PIC drives the CPU's INTR pin directly.
         return;
-    }
-    let base = (base_msr & 0xf_ffff_f000) as usize;
+    };
     let reg = |off: usize| (base + off) as *mut u32;
     // SAFETY: the caller guarantees the APIC page is mapped; these are the architectural
     // register offsets (SVR 0xf0, LVT LINT0 0x350, LVT LINT1 0x360).

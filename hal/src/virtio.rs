@@ -99,8 +99,65 @@ pub struct VirtioNic {
     tx_of_token: [(u8, u16); QUEUE_SIZE],
     tx_free: heapless::Vec<u8, QUEUE_SIZE>,
     counters: NicCounters,
-    /// The legacy (8259) IRQ line the firmware routed the NIC to, if any.
-    irq: Option<u8>,
+    /// Where the NIC's interrupt arrives, if anywhere.
+    irq: Option<Irq>,
+}
+
+/// Where a NIC's interrupt line goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Irq {
+    /// An 8259 line (PCI INTx as routed by the firmware).
+    Pic(u8),
+    /// A global system interrupt on an I/O APIC (virtio-mmio on microvm).
+    Gsi(u32),
+}
+
+/// The GSI of `microvm`'s virtio-mmio window 0 (window `n` uses base + n), as QEMU wires
+/// them: with the second I/O APIC there are 24 windows on GSIs 24..48; otherwise 8 windows
+/// on GSIs 16.. (with ACPI) or 5.. (without).
+///
+/// # Safety
+/// As for [`VirtioNic::probe_microvm`].
+unsafe fn microvm_gsi_base(acpi: bool) -> u32 {
+    const MAGIC: u32 = 0x7472_6976; // "virt"
+    let windows = (0..MICROVM_MMIO_SLOTS)
+        .filter(|slot| {
+            let p = (MICROVM_MMIO_BASE + slot * MICROVM_MMIO_SIZE) as *const u32;
+            // SAFETY: the caller guarantees the windows are mapped; reading the magic
+            // register has no side effect (an absent window reads as all ones or zero).
+            unsafe { p.read_volatile() == MAGIC }
+        })
+        .count();
+    match (windows > 8, acpi) {
+        (true, _) => 24,
+        (false, true) => 16,
+        (false, false) => 5,
+    }
+}
+
+/// The virtio-mmio devices QEMU lists on the kernel command line (`microvm` adds
+/// `virtio_mmio.device=512@0xfeb00e00:12` for each, unless `auto-kernel-cmdline=off`):
+/// (window address, GSI) pairs.
+pub fn mmio_devices_from_cmdline(cmdline: &str) -> heapless::Vec<(usize, u32), 24> {
+    let mut out = heapless::Vec::new();
+    for word in cmdline.split_ascii_whitespace() {
+        let Some(spec) = word.strip_prefix("virtio_mmio.device=") else {
+            continue;
+        };
+        let Some((_size, rest)) = spec.split_once('@') else {
+            continue;
+        };
+        let mut parts = rest.split(':');
+        let addr = parts
+            .next()
+            .and_then(|a| a.strip_prefix("0x"))
+            .and_then(|a| usize::from_str_radix(a, 16).ok());
+        let irq = parts.next().and_then(|i| i.parse::<u32>().ok());
+        if let (Some(addr), Some(irq)) = (addr, irq) {
+            let _ = out.push((addr, irq));
+        }
+    }
+    out
 }
 
 impl VirtioNic {
@@ -114,18 +171,25 @@ impl VirtioNic {
         let mut nic = Self::new(SomeTransport::from(t))?;
         // Interrupt line register, as the firmware (SeaBIOS) routed INTx; 0xff = none.
         let line = reader.read_word(nf.function, 0x3c) as u8;
-        nic.irq = (1..16).contains(&line).then_some(line);
+        nic.irq = (1..16).contains(&line).then_some(Irq::Pic(line));
         Ok(nic)
     }
 
     /// Probes the `microvm` virtio-mmio windows and brings up the network devices found, in
-    /// the order QEMU created them (it fills the windows from the top down).
+    /// the order QEMU created them (it fills the windows from the top down); `irqs` gives
+    /// each window's GSI (see [`mmio_devices_from_cmdline`]).
     ///
     /// # Safety
     /// The machine is a `microvm` (or otherwise has virtio-mmio windows at
     /// [`MICROVM_MMIO_BASE`]), that range is identity-mapped, and nothing else drives it.
-    pub unsafe fn probe_microvm(max: usize) -> alloc::vec::Vec<Result<VirtioNic, NicError>> {
+    pub unsafe fn probe_microvm(
+        max: usize,
+        irqs: &[(usize, u32)],
+        acpi: bool,
+    ) -> alloc::vec::Vec<Result<VirtioNic, NicError>> {
         let mut out = alloc::vec::Vec::new();
+        // SAFETY: forwarded from the caller.
+        let base = unsafe { microvm_gsi_base(acpi) };
         for slot in (0..MICROVM_MMIO_SLOTS).rev() {
             if out.len() >= max.min(8) {
                 break;
@@ -142,7 +206,15 @@ impl VirtioNic {
             if t.device_type() != DeviceType::Network {
                 continue;
             }
-            out.push(Self::new(SomeTransport::from(t)));
+            let gsi = irqs
+                .iter()
+                .find(|(a, _)| *a == addr)
+                .map(|&(_, g)| g)
+                .unwrap_or(base + slot as u32);
+            out.push(Self::new(SomeTransport::from(t)).map(|mut n| {
+                n.irq = Some(Irq::Gsi(gsi));
+                n
+            }));
         }
         out
     }
@@ -192,9 +264,10 @@ impl VirtioNic {
         }
     }
 
-    /// The legacy IRQ line this NIC interrupts on (PCI INTx as routed by the firmware);
-    /// `None` on virtio-mmio, which this image polls.
-    pub fn irq(&self) -> Option<u8> {
+    /// Where this NIC interrupts: an 8259 line (PCI INTx as routed by the firmware) or an
+    /// I/O APIC GSI (virtio-mmio, from the command line QEMU passes); `None` if unknown, in
+    /// which case the image polls it.
+    pub fn irq(&self) -> Option<Irq> {
         self.irq
     }
 
@@ -286,5 +359,17 @@ impl NetDevice for VirtioNic {
         // read is still in the used ring and is reported so the caller polls it now.
         let _ = self.raw.ack_interrupt();
         self.raw.poll_receive().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mmio_devices_from_cmdline;
+
+    #[test]
+    fn qemu_microvm_command_line_gives_window_and_gsi() {
+        let c = "vdcnet.stats=5 virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11 virtio_mmio.device=junk";
+        let v = mmio_devices_from_cmdline(c);
+        assert_eq!(&v[..], &[(0xfeb0_0e00, 12), (0xfeb0_0c00, 11)]);
     }
 }

@@ -139,15 +139,30 @@ pub fn aead_cipher(key: &[u8; HASH_LEN]) -> AeadKey {
     AeadKey(ChaCha20::new(key))
 }
 
-/// RFC 8439 section 2.8: the tag over
-/// `aad || pad16 || ciphertext || pad16 || len(aad) || len(ciphertext)` under the one-time
-/// key `otk` (the first half of keystream block 0).
-fn aead_tag(otk: &[u32], aad: &[u8], ciphertext: &[u8]) -> [u8; TAG_LEN] {
-    let mut key = Zeroizing::new([0u8; 32]);
-    for (b, w) in key.chunks_exact_mut(4).zip(otk) {
+/// Starts the AEAD for `nonce` with `data_len` bytes of data: fills the start of `ks` with
+/// keystream blocks 0, 1, ... (as many as the data needs, up to all of `ks`) and returns
+/// the Poly1305 state keyed from block 0 and how many blocks were made.
+fn aead_start(
+    cipher: &ChaCha20,
+    nonce: &Nonce,
+    data_len: usize,
+    ks: &mut [[u32; 16]],
+) -> (Poly1305, usize) {
+    let n = (1 + data_len.div_ceil(BLOCK_LEN)).min(ks.len());
+    cipher.blocks(nonce, 0, &mut ks[..n]);
+    let mut otk = Zeroizing::new([0u8; 32]);
+    for (b, w) in otk.chunks_exact_mut(4).zip(&ks[0]) {
         b.copy_from_slice(&w.to_le_bytes());
     }
-    let mut mac = Poly1305::new(&key);
+    // The rest of the keystream is plaintext XOR ciphertext, both of which stay in the
+    // caller's buffers; the one-time key is not.
+    ks[0].zeroize();
+    (Poly1305::new(&otk), n)
+}
+
+/// RFC 8439 section 2.8: the tag over
+/// `aad || pad16 || ciphertext || pad16 || len(aad) || len(ciphertext)`.
+fn aead_finish(mut mac: Poly1305, aad: &[u8], ciphertext: &[u8]) -> [u8; TAG_LEN] {
     mac.update_padded(aad);
     mac.update_padded(ciphertext);
     let mut lens = [0u8; 16];
@@ -157,74 +172,64 @@ fn aead_tag(otk: &[u32], aad: &[u8], ciphertext: &[u8]) -> [u8; TAG_LEN] {
     mac.finalize()
 }
 
-/// Runs `f` with the first batch of keystream for `nonce` (block 0, whose first half is
-/// the one-time Poly1305 key, then blocks 1.. for the start of the data) and a scratch
-/// buffer for the rest; zeroizes both afterwards.
-fn with_keystream<T>(
-    cipher: &ChaCha20,
-    nonce: &Nonce,
-    f: impl FnOnce(&Keystream, &mut Keystream) -> T,
-) -> T {
-    let mut first: Keystream = [[0; 16]; BATCH];
-    let mut scratch: Keystream = [[0; 16]; BATCH];
-    cipher.blocks(nonce, 0, &mut first);
-    let r = f(&first, &mut scratch);
-    first.zeroize();
-    scratch.zeroize();
-    r
+/// XORs keystream blocks 1.. into `data`: blocks `1..made` already in `ks`, then the rest
+/// a batch at a time.
+fn aead_xor(cipher: &ChaCha20, nonce: &Nonce, data: &mut [u8], ks: &mut [[u32; 16]], made: usize) {
+    let (head, rest) = data.split_at_mut(data.len().min((made - 1) * BLOCK_LEN));
+    xor_keystream(head, &ks[1..made]);
+    cipher.apply_keystream(nonce, made as u32, rest, ks);
 }
 
-/// XORs the AEAD's keystream (blocks 1..) into `data`: what the first batch holds, then
-/// whole batches from block [`BATCH`] on.
-fn aead_xor(
+/// ChaCha20-Poly1305 with any 96-bit nonce, in place, as [`aead_seal`], with the scratch
+/// space `ks` (at least one block).
+fn seal_with_nonce(
     cipher: &ChaCha20,
     nonce: &Nonce,
-    data: &mut [u8],
-    first: &Keystream,
-    scratch: &mut Keystream,
+    buf: &mut [u8],
+    aad: &[u8],
+    ks: &mut [[u32; 16]],
 ) {
-    let (head, rest) = data.split_at_mut(data.len().min((BATCH - 1) * BLOCK_LEN));
-    xor_keystream(head, &first[1..]);
-    cipher.apply_keystream(nonce, BATCH as u32, rest, scratch);
-}
-
-/// ChaCha20-Poly1305 with any 96-bit nonce, in place, as [`aead_seal`].
-fn seal_with_nonce(cipher: &ChaCha20, nonce: &Nonce, buf: &mut [u8], aad: &[u8]) {
     let n = buf.len() - TAG_LEN;
     let (data, tag_out) = buf.split_at_mut(n);
-    let tag = with_keystream(cipher, nonce, |first, scratch| {
-        aead_xor(cipher, nonce, data, first, scratch);
-        aead_tag(&first[0][..8], aad, data)
-    });
-    tag_out.copy_from_slice(&tag);
+    let (mac, made) = aead_start(cipher, nonce, data.len(), ks);
+    aead_xor(cipher, nonce, data, ks, made);
+    tag_out.copy_from_slice(&aead_finish(mac, aad, data));
 }
 
-/// ChaCha20-Poly1305 with any 96-bit nonce, in place, as [`aead_open`].
-fn open_with_nonce(cipher: &ChaCha20, nonce: &Nonce, buf: &mut [u8], aad: &[u8]) -> bool {
+/// ChaCha20-Poly1305 with any 96-bit nonce, in place, as [`aead_open`], with the scratch
+/// space `ks` (at least one block).
+fn open_with_nonce(
+    cipher: &ChaCha20,
+    nonce: &Nonce,
+    buf: &mut [u8],
+    aad: &[u8],
+    ks: &mut [[u32; 16]],
+) -> bool {
     let Some(n) = buf.len().checked_sub(TAG_LEN) else {
         return false;
     };
     let (data, tag) = buf.split_at_mut(n);
-    with_keystream(cipher, nonce, |first, scratch| {
-        if !bool::from(aead_tag(&first[0][..8], aad, data).ct_eq(tag)) {
-            return false;
-        }
-        aead_xor(cipher, nonce, data, first, scratch);
-        true
-    })
+    let (mac, made) = aead_start(cipher, nonce, data.len(), ks);
+    if !bool::from(aead_finish(mac, aad, data).ct_eq(tag)) {
+        return false;
+    }
+    aead_xor(cipher, nonce, data, ks, made);
+    true
 }
 
 /// `AEAD(key, counter, plaintext, aad)` in place: `buf[..len-16]` is the plaintext on
 /// input, and on output `buf` holds ciphertext || tag. `buf` is at least 16 bytes.
 pub fn aead_seal(cipher: &AeadKey, counter: u64, buf: &mut [u8], aad: &[u8]) {
-    seal_with_nonce(&cipher.0, &nonce_words(counter), buf, aad);
+    let mut ks: Keystream = [[0; 16]; BATCH];
+    seal_with_nonce(&cipher.0, &nonce_words(counter), buf, aad, &mut ks);
 }
 
 /// Opens `buf` (ciphertext || tag) in place; on success `buf[..len-16]` is the plaintext.
 /// Returns `false` if the tag does not verify, leaving `buf` as it was (nothing is
 /// decrypted before the tag checks).
 pub fn aead_open(cipher: &AeadKey, counter: u64, buf: &mut [u8], aad: &[u8]) -> bool {
-    open_with_nonce(&cipher.0, &nonce_words(counter), buf, aad)
+    let mut ks: Keystream = [[0; 16]; BATCH];
+    open_with_nonce(&cipher.0, &nonce_words(counter), buf, aad, &mut ks)
 }
 
 /// One-shot [`aead_seal`] with a key used only once (handshake fields).
@@ -299,11 +304,12 @@ mod tests {
              1ae10b594f09e26a7e902ecbd0600691",
         );
         let cipher = ChaCha20::new(&key);
+        let ks = &mut [[0; 16]; BATCH];
         let mut buf = SUNSCREEN.to_vec();
         buf.extend_from_slice(&[0; TAG_LEN]);
-        seal_with_nonce(&cipher, &nonce, &mut buf, &unhex(AAD));
+        seal_with_nonce(&cipher, &nonce, &mut buf, &unhex(AAD), ks);
         assert_eq!(buf, expected);
-        assert!(open_with_nonce(&cipher, &nonce, &mut buf, &unhex(AAD)));
+        assert!(open_with_nonce(&cipher, &nonce, &mut buf, &unhex(AAD), ks));
         assert_eq!(&buf[..SUNSCREEN.len()], SUNSCREEN);
     }
 
@@ -344,6 +350,18 @@ mod tests {
             assert_eq!(buf, expected, "len {len}");
             assert!(aead_open(&ours, counter, &mut buf, &aad), "len {len}");
             assert_eq!(buf[..len], plain[..], "len {len}");
+
+            // The image's batch of one block, and odd ones, give the same bytes.
+            let nonce = nonce_words(counter);
+            for batch in [1, 3] {
+                let ks = &mut [[0; 16]; 3][..batch];
+                let mut buf = plain.clone();
+                buf.extend_from_slice(&[0; TAG_LEN]);
+                seal_with_nonce(&ours.0, &nonce, &mut buf, &aad, ks);
+                assert_eq!(buf, expected, "len {len}, batch {batch}");
+                assert!(open_with_nonce(&ours.0, &nonce, &mut buf, &aad, ks));
+                assert_eq!(buf[..len], plain[..], "len {len}, batch {batch}");
+            }
         }
     }
 

@@ -219,6 +219,18 @@ exception_common:
 spurious_isr:
     iretq
 
+/* A NIC interrupt routed through an I/O APIC (edge-triggered): end of interrupt at the
+   local APIC, whose EOI register address the kernel stored in lapic_eoi_addr. */
+    .global lapic_nic_isr
+lapic_nic_isr:
+    push %rax
+    mov lapic_eoi_addr(%rip), %rax
+    test %rax, %rax
+    jz 1f
+    movl $0, (%rax)
+1:  pop %rax
+    iretq
+
     .global timer_isr
 timer_isr:
     push %rax

@@ -12,6 +12,7 @@ extern "C" {
     static irq_stubs: [u64; 15];
     fn timer_isr();
     fn spurious_isr();
+    fn lapic_nic_isr();
 }
 
 /// Stack for CPU exceptions (IST1), so a fault on a broken stack can still report itself.
@@ -141,6 +142,9 @@ pub unsafe fn init() {
             (*idt)[v] = gate(stub, ist);
         }
         (*idt)[32] = gate(timer_isr as *const () as u64, 0);
+        for v in NIC_VECTORS {
+            (*idt)[v as usize] = gate(lapic_nic_isr as *const () as u64, 0);
+        }
         (*idt)[vdcnet_hal::pic::APIC_SPURIOUS_VECTOR as usize] =
             gate(spurious_isr as *const () as u64, 0);
         for (i, &stub) in (*addr_of!(irq_stubs)).iter().enumerate() {
@@ -152,6 +156,22 @@ pub unsafe fn init() {
         };
         asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack));
     }
+}
+
+/// Vectors for NIC interrupts routed through an I/O APIC (one per NIC).
+pub const NIC_VECTORS: core::ops::Range<u8> = 0x50..0x58;
+
+/// Address of the local APIC's EOI register, read by `lapic_nic_isr` (0 = none yet).
+#[no_mangle]
+static mut lapic_eoi_addr: u64 = 0;
+
+/// Tells the I/O APIC interrupt stub where the local APIC's EOI register is.
+///
+/// # Safety
+/// Called with interrupts disabled; `lapic_base` is the identity-mapped local APIC.
+pub unsafe fn set_lapic_base(lapic_base: usize) {
+    // SAFETY: single-threaded, interrupts off: nothing reads the variable concurrently.
+    unsafe { *(&raw mut lapic_eoi_addr) = lapic_base as u64 + 0xb0 };
 }
 
 /// What the exception stubs leave on the stack.
