@@ -23,6 +23,12 @@ commands:
       --append STR        extra kernel command line (e.g. vdcnet.fault=page)
   demo                  two appliances on a shared wire, a host forward and a namespace:
                         shows pings and TCP echo crossing them, step by step
+  mesh --nodes N --out DIR   write the node files of an N-node WireGuard full mesh
+      --v4 A.B.0.0        the VDC's IPv4 /16 (default 10.20.0.0); node i gets A.B.i.0/24
+      --v6 P::|none       the VDC's ULA /48 (default fd20:ab:cd::); node i gets P:i::/64
+      --underlay A.B.C.0  the WAN /24 (default 192.168.100.0); node i is A.B.C.i
+      --port P            WireGuard port (default 51820)
+      --keepalive S       PersistentKeepalive on every peer (default 25; 0 = off)
   test [ARGS...]        install what the tests need (as root, apt-get), then run
                         `cargo test --workspace --release --no-fail-fast [ARGS...]`
   bench [options]       boot time vs a minimal PVH kernel, image size, idle CPU, memory floor
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
         "demo" => cmd::demo::main(&rest),
         "test" => cmd::test::main(&rest),
         "bench" => cmd::bench::main(&rest),
+        "mesh" => cmd::mesh::main(&rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -23,7 +23,7 @@ use chacha20poly1305::XChaCha20Poly1305;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::chacha20::{xor_keystream, ChaCha20, Keystream, Nonce, BATCH, BLOCK_LEN};
+use super::chacha20::{batch_len, xor_keystream, ChaCha20, Keystream, Nonce, BATCH, BLOCK_LEN};
 use super::poly1305::Poly1305;
 
 /// Length of a BLAKE2s-256 digest, a chaining key, a symmetric key.
@@ -140,15 +140,16 @@ pub fn aead_cipher(key: &[u8; HASH_LEN]) -> AeadKey {
 }
 
 /// Starts the AEAD for `nonce` with `data_len` bytes of data: fills the start of `ks` with
-/// keystream blocks 0, 1, ... (as many as the data needs, up to all of `ks`) and returns
-/// the Poly1305 state keyed from block 0 and how many blocks were made.
+/// keystream blocks 0, 1, ... (as many as the data needs, rounded up to what the SIMD loop
+/// does at once, up to all of `ks`) and returns the Poly1305 state keyed from block 0 and
+/// how many blocks were made.
 fn aead_start(
     cipher: &ChaCha20,
     nonce: &Nonce,
     data_len: usize,
     ks: &mut [[u32; 16]],
 ) -> (Poly1305, usize) {
-    let n = (1 + data_len.div_ceil(BLOCK_LEN)).min(ks.len());
+    let n = batch_len(1 + data_len.div_ceil(BLOCK_LEN), ks.len());
     cipher.blocks(nonce, 0, &mut ks[..n]);
     let mut otk = Zeroizing::new([0u8; 32]);
     for (b, w) in otk.chunks_exact_mut(4).zip(&ks[0]) {
