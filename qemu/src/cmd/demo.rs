@@ -1,40 +1,57 @@
-//! `vdcnet demo`: two appliances on one shared wire; `a` also sits behind QEMU's user-mode
-//! network with a host forward, `b` also has a tap whose far end is a network namespace.
+//! `vdcnet demo`: two appliances on one shared wire, meshed by a WireGuard tunnel (configs
+//! from `vdcnet mesh`); `a` also sits behind QEMU's user-mode network with a host forward,
+//! `b` also has a tap whose far end is a network namespace.
 //! Each step prints what it did and what came back; any failed step makes the exit
 //! status non-zero.
 //!
 //! ```text
 //!  host 127.0.0.1:P ──hostfwd──► a ◄──── wire (software switch) ────► b ◄──tap──► namespace
-//!                       10.0.2.15   10.10.0.1       10.10.0.2   10.20.0.15      10.20.0.1
+//!                       10.0.2.15   10.10.0.1       10.10.0.2   10.30.0.15      10.30.0.1
+//!            overlay (WireGuard):   10.20.1.1 ◄═══════► 10.20.2.1
 //! ```
 
 use super::{no_args, CmdResult};
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use vdcnet_qemu::mesh::{MeshNode, MeshPlan};
 use vdcnet_qemu::{
     build_image, is_root, tcp_echo_retry, BuildOutput, Error, Nic, Vm, Wire, DEFAULT_TIMEOUT,
     ECHO_PORT,
 };
 
-const CONFIG_A: &str = "\
-# a: link 0 on the shared wire, link 1 behind QEMU's user-mode network
-[Link]
-Address = 10.10.0.1/24, fd10::1/64
-
+/// Appended to `a`'s mesh config: link 1 behind QEMU's user-mode network.
+const EXTRA_A: &str = "
+# a: link 1 behind QEMU's user-mode network
 [Link]
 Address = 10.0.2.15/24, fec0::15/64
 Gateway = 10.0.2.2
 ";
 
-const CONFIG_B: &str = "\
-# b: link 0 on the shared wire, link 1 on a tap into a network namespace
+/// Appended to `b`'s mesh config: link 1 on a tap into a network namespace.
+const EXTRA_B: &str = "
+# b: link 1 on a tap into a network namespace
 [Link]
-Address = 10.10.0.2/24, fd10::2/64
-
-[Link]
-Address = 10.20.0.15/24, fd20::15/64
+Address = 10.30.0.15/24, fd30::15/64
 ";
+
+/// The two nodes' configs: a WireGuard mesh over the wire (10.10.0.0/24), plus each one's
+/// extra link.
+fn configs() -> Result<(MeshNode, MeshNode), Error> {
+    let plan = MeshPlan {
+        nodes: 2,
+        underlay: std::net::Ipv4Addr::new(10, 10, 0, 0),
+        ..MeshPlan::default()
+    };
+    let mut nodes = plan
+        .generate()
+        .map_err(|e| Error::new(vdcnet_qemu::ErrorKind::Spawn, e))?;
+    let mut b = nodes.pop().expect("two nodes");
+    let mut a = nodes.pop().expect("two nodes");
+    a.config.push_str(EXTRA_A);
+    b.config.push_str(EXTRA_B);
+    Ok((a, b))
+}
 
 /// Counts and prints steps.
 struct Steps {
@@ -101,24 +118,42 @@ pub fn main(args: &[String]) -> CmdResult {
         return Ok(ExitCode::FAILURE);
     };
 
+    let Some((node_a, node_b)) =
+        steps.run("generate a two-node WireGuard mesh (`vdcnet mesh`)", || {
+            let (a, b) = configs()?;
+            let detail = format!(
+                "a: {} overlay {}, b: {} overlay {}",
+                a.underlay, a.overlay_v4, b.underlay, b.overlay_v4
+            );
+            Ok(((a, b), detail))
+        })
+    else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let (a_v6, b_v6) = (
+        node_a.overlay_v6.expect("plan has IPv6").to_string(),
+        node_b.overlay_v6.expect("plan has IPv6").to_string(),
+    );
+    let (a_v4, b_v4) = (node_a.overlay_v4.to_string(), node_b.overlay_v4.to_string());
+
     let wire = Wire::new("demo");
     let booted = steps.run(
         "boot `a` (wire + user-mode NIC with a host forward) and `b` (wire + tap), pinging each other",
         || {
             let a = Vm::builder("a")
                 .image(&image)
-                .config(CONFIG_A)
-                .append("vdcnet.ping=10.10.0.2,fd10::2")
+                .config(&node_a.config)
+                .append(&format!("vdcnet.ping=10.10.0.2,{b_v4},{b_v6}"))
                 .nic(Nic::wire(&wire))
                 .nic(Nic::user())
                 .spawn()?;
             let mut b = Vm::builder("b")
                 .image(&image)
-                .config(CONFIG_B)
-                .append("vdcnet.ping=10.10.0.1,fd10::1")
+                .config(&node_b.config)
+                .append(&format!("vdcnet.ping=10.10.0.1,{a_v4},{a_v6}"))
                 .nic(Nic::wire(&wire));
             if root {
-                b = b.nic(Nic::tap_with(&["10.20.0.1/24", "fd20::1/64"]));
+                b = b.nic(Nic::tap_with(&["10.30.0.1/24", "fd30::1/64"]));
             }
             let b = b.spawn()?;
             let ready_a = a.wait_ready()?;
@@ -137,7 +172,7 @@ pub fn main(args: &[String]) -> CmdResult {
         }
     }
 
-    for addr in ["10.20.0.15", "fd20::15"] {
+    for addr in ["10.30.0.15", "fd30::15"] {
         steps.run(&format!("ping b at {addr} from the namespace"), || {
             let ns = b.netns(1).ok_or_else(|| {
                 Error::new(
@@ -181,14 +216,15 @@ pub fn main(args: &[String]) -> CmdResult {
         ))
     });
 
-    for (vm, addr) in [
-        (&a, "10.10.0.2"),
-        (&a, "fd10::2"),
-        (&b, "10.10.0.1"),
-        (&b, "fd10::1"),
-    ] {
+    for (vm, addr) in [(&a, "10.10.0.2"), (&b, "10.10.0.1")] {
         steps.run(
             &format!("`{}` pings {addr} over the wire", vm.name()),
+            || wait_ping_reply(vm, addr),
+        );
+    }
+    for (vm, addr) in [(&a, &b_v4), (&a, &b_v6), (&b, &a_v4), (&b, &a_v6)] {
+        steps.run(
+            &format!("`{}` pings {addr} through the WireGuard tunnel", vm.name()),
             || wait_ping_reply(vm, addr),
         );
     }
