@@ -21,13 +21,13 @@ use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};
 
 use boringtun::noise::{Tunn, TunnResult as BtResult};
+use boringtun::x25519;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
-use boringtun::x25519;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rand_core::OsRng;
 use smoltcp::time::Instant;
-use vdcnet_appliance::tunnel::bench_aead;
+use vdcnet_appliance::tunnel::aead;
 use vdcnet_appliance::tunnel::{Now, PeerConfig, PrivateKey, Tunnel, TunnelResult};
 
 const SIZES: [usize; 3] = [64, 512, 1420];
@@ -186,12 +186,12 @@ fn aead_seal(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         let mut buf = vec![0xabu8; size + 16];
 
-        let ours = bench_aead::aead_cipher(&key);
+        let ours = aead::aead_cipher(&key);
         let mut counter = 0u64;
         g.bench_function(format!("ours/{size}"), |bench| {
             bench.iter(|| {
                 counter += 1;
-                bench_aead::aead_seal(&ours, counter, black_box(&mut buf), &[]);
+                aead::aead_seal(&ours, counter, black_box(&mut buf), &[]);
             })
         });
 

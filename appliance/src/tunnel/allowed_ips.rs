@@ -64,6 +64,7 @@ fn mask(v6: bool, len: u8) -> u128 {
 
 /// Prefix → owner (a peer slot number) with longest-prefix lookup.
 #[derive(Debug)]
+#[cfg_attr(debug_assertions, derive(Clone))] // See `Device`.
 pub struct AllowedIps {
     entries: Vec<Entry>,
     capacity: usize,

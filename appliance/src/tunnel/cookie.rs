@@ -49,6 +49,7 @@ fn cookie_for(secret: &[u8; 32], src: SocketAddr) -> Zeroizing<[u8; COOKIE_LEN]>
 }
 
 /// Verifies mac1/mac2 of handshake messages sent to us, and writes cookie replies.
+#[cfg_attr(debug_assertions, derive(Clone))] // See `Device`.
 pub struct CookieChecker {
     mac1_key: [u8; 32],
     cookie_key: Zeroizing<[u8; 32]>,
@@ -129,6 +130,7 @@ impl CookieChecker {
 }
 
 /// Adds mac1/mac2 to the handshake messages we send to one peer; holds its cookie.
+#[cfg_attr(debug_assertions, derive(Clone))] // See `Device`.
 pub struct CookieJar {
     mac1_key: [u8; 32],
     cookie_key: Zeroizing<[u8; 32]>,

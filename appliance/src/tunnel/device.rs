@@ -127,6 +127,10 @@ fn detach(r: TunnelResult<'_>) -> Detached {
 }
 
 /// Many peers behind one static key.
+///
+/// `Clone` only with debug assertions (tests, and fuzzing, which snapshots handshaken
+/// devices): a release build cannot fork live sessions, whose copies would reuse nonces.
+#[cfg_attr(debug_assertions, derive(Clone))]
 pub struct Device<R> {
     ours: PrivateKey,
     public: PublicKey,

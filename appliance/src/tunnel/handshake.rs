@@ -98,6 +98,7 @@ pub struct ConsumedInitiation {
     peer_index: u32,
 }
 
+#[cfg_attr(debug_assertions, derive(Clone))] // See `Device`.
 struct InitiationSent {
     local_index: u32,
     chaining_key: Zeroizing<[u8; HASH_LEN]>,
@@ -106,6 +107,7 @@ struct InitiationSent {
 }
 
 /// The handshake state we keep for one peer.
+#[cfg_attr(debug_assertions, derive(Clone))] // See `Device`.
 pub struct Handshake {
     ours: PrivateKey,
     our_public: PublicKey,

@@ -115,6 +115,7 @@ enum Slot {
 }
 
 /// One peer's protocol state.
+#[cfg_attr(debug_assertions, derive(Clone))] // See `Device`.
 pub struct Peer {
     handshake: Handshake,
     jar: CookieJar,

@@ -12,6 +12,7 @@ pub const QUEUE_SLOTS: usize = 4;
 pub const QUEUE_SLOT_LEN: usize = 1500;
 
 /// A FIFO of up to [`QUEUE_SLOTS`] packets of up to [`QUEUE_SLOT_LEN`] bytes.
+#[cfg_attr(debug_assertions, derive(Clone))] // See `Device`.
 pub struct PacketQueue {
     storage: Vec<u8>,
     lens: [usize; QUEUE_SLOTS],

@@ -42,6 +42,7 @@ const EMPTY_BUCKET: Bucket = Bucket {
 };
 
 /// Decides whether we are under load and rate-limits sources when we are.
+#[cfg_attr(debug_assertions, derive(Clone))] // See `Device`.
 pub struct HandshakeLimiter {
     handshakes_per_second: u32,
     window_start: Instant,

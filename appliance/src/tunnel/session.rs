@@ -18,6 +18,7 @@ use super::timers::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
 const PAD_MULTIPLE: usize = 16;
 
 /// One direction pair of transport keys plus counters.
+#[cfg_attr(debug_assertions, derive(Clone))] // See `Device`.
 pub struct Keypair {
     send: AeadKey,
     recv: AeadKey,
