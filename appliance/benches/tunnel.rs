@@ -6,10 +6,11 @@
 //!   decrypted by the other (an established session, no I/O), reported as throughput.
 //! - `handshake/{ours,boringtun}`: initiation, response and its consumption between two
 //!   fresh tunnels (creating the tunnels is not measured).
-//! - `aead_seal/{ours,ring,rustcrypto}/N`: the AEAD alone sealing N bytes in place under a
-//!   fresh counter: ours (the data path's), ring's (boringtun's data path) and the
-//!   `chacha20poly1305` crate's (ours until it was replaced): the floor under
-//!   `encap_decap`, which seals once and opens once per iteration.
+//! - `aead_seal/{ours,rustcrypto,ring}/N`: the AEAD alone sealing N bytes in place under a
+//!   fresh counter: the tunnel's wrapper around the `chacha20poly1305` crate, the crate
+//!   called directly, and ring's (boringtun's data path). This is the floor under
+//!   `encap_decap`, which seals once and opens once per iteration. Host builds run the
+//!   crate with `--cfg poly1305_force_soft` (see `.cargo/config.toml`).
 //!
 //! Both sides of `encap_decap` do the same work per iteration: the packet is built once,
 //! then one `encapsulate` and one `decapsulate` of the result, whose kind is checked.

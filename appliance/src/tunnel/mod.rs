@@ -15,8 +15,7 @@
 //! count every dropped packet by [`DropReason`] in [`Counters`].
 //!
 //! Layout, one concern per file: `messages` (wire formats), `crypto` (HASH/HMAC/KDF/AEAD),
-//! `keys`, `tai64n`, `handshake` (Noise
-//! IKpsk2), `cookie` (mac1/mac2/cookie replies),
+//! `keys`, `tai64n`, `handshake` (Noise IKpsk2), `cookie` (mac1/mac2/cookie replies),
 //! `rate_limiter`, `admission`, `replay`, `session` (keypairs), `timers`, `queue`,
 //! `inner` (inner IP header), `peer` (per-peer state machine), `point_to_point`
 //! ([`Tunnel`]), `allowed_ips`, `device` ([`Device`]), `counters`.
@@ -50,9 +49,8 @@ pub use point_to_point::Tunnel;
 pub use queue::{QUEUE_SLOTS, QUEUE_SLOT_LEN};
 pub use replay::WINDOW_SIZE as REPLAY_WINDOW;
 
-/// The data-path AEAD on its own, for `benches/tunnel.rs` (measured against the crates
-/// boringtun and RustCrypto use) and the `aead_differential` fuzz target (checked against
-/// RustCrypto's). Not part of the tunnel's API.
+/// The data-path AEAD on its own, for `benches/tunnel.rs` to measure against the crate
+/// called directly and against ring (boringtun's). Not part of the tunnel's API.
 #[doc(hidden)]
 pub mod aead {
     pub use super::crypto::{aead_cipher, aead_open, aead_seal, AeadKey};
