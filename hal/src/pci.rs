@@ -23,20 +23,6 @@ impl PortCam {
     pub unsafe fn new() -> PortCam {
         PortCam { _private: () }
     }
-
-    /// Whether a host bridge answers at 00:00.0 (false on machines without PCI, such as
-    /// QEMU's `microvm`).
-    pub fn present(&self) -> bool {
-        let id = self.read_word(
-            DeviceFunction {
-                bus: 0,
-                device: 0,
-                function: 0,
-            },
-            0,
-        );
-        id != 0xffff_ffff && id != 0
-    }
 }
 
 fn address(df: DeviceFunction, offset: u8) -> u32 {
@@ -97,7 +83,8 @@ impl Cam {
         (base + off) as *mut u32
     }
 
-    /// Whether anything answers at 00:00.0.
+    /// Whether a host bridge answers at 00:00.0 (false on machines without PCI, such as
+    /// QEMU's `microvm`).
     pub fn present(&self) -> bool {
         let id = self.read_word(
             DeviceFunction {
