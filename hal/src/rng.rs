@@ -108,9 +108,9 @@ impl rand_core::RngCore for Rng {
     }
 
     fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            let v = self.next_u64_or_halt().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
+        // As `next_u64_or_halt`: never hand out bytes that are not random.
+        while self.fill(dest).is_err() {
+            core::hint::spin_loop();
         }
     }
 

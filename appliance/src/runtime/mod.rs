@@ -361,9 +361,12 @@ fn act<D: NetDevice, R: CryptoRngCore>(
 ) -> bool {
     match r {
         Outcome::Send(to, n) => {
-            let mut c = o.counters;
-            send_underlay(ports, socket_to_endpoint(to), &o.outbuf[..n], &mut c);
-            o.counters = c;
+            send_underlay(
+                ports,
+                socket_to_endpoint(to),
+                &o.outbuf[..n],
+                &mut o.counters,
+            );
             true
         }
         Outcome::Deliver(n) => {

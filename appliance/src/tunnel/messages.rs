@@ -139,6 +139,16 @@ impl<'a> Message<'a> {
             _ => Err(DropReason::Malformed),
         }
     }
+
+    /// The sender index of a handshake message (initiation or response): what admission
+    /// control (mac1/mac2, cookies, rate limit) looks at. `None` for the other types.
+    pub fn handshake_sender(&self) -> Option<u32> {
+        match self {
+            Message::Initiation(i) => Some(i.sender()),
+            Message::Response(r) => Some(r.sender()),
+            _ => None,
+        }
+    }
 }
 
 /// Handshake initiation view (exactly [`INITIATION_LEN`] bytes).

@@ -124,12 +124,7 @@ impl<R: CryptoRngCore> Tunnel<R> {
             Ok(m) => m,
             Err(e) => return self.fail(e),
         };
-        let sender = match &msg {
-            Message::Initiation(i) => Some(i.sender()),
-            Message::Response(r) => Some(r.sender()),
-            _ => None,
-        };
-        if let Some(sender) = sender {
+        if let Some(sender) = msg.handshake_sender() {
             match admit(
                 &mut self.checker,
                 &mut self.limiter,
