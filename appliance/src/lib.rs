@@ -6,7 +6,9 @@
 //!
 //! - [`config`]: parse the node file (`[Link]`, `[Interface]`, `[Peer]`), collecting every
 //!   error with its line number.
-//! - [`runtime`]: the appliance proper: one port per NIC, ARP/NDP, ICMP echo and TCP echo.
+//! - [`router`]: the forwarding plane over every NIC, the tunnel and the local stack.
+//! - [`runtime`]: the appliance proper: the router, the local stack and its services.
+//! - [`tunnel`]: the WireGuard protocol, sans-I/O.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -14,5 +16,6 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod config;
+pub mod router;
 pub mod runtime;
 pub mod tunnel;

@@ -1,4 +1,5 @@
-//! `[Link]`: the appliance's addresses on one NIC, its default gateways and MTU.
+//! `[Link]`: the appliance's addresses on one NIC, its default gateways and MTU, its role
+//! (underlay or segment), and a segment's own services (DHCPv4, router advertisements).
 
 use alloc::format;
 use alloc::string::String;
@@ -8,7 +9,9 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address
 
 use super::shared::{check_mtu_for_ipv6, lookup, mtu, unknown_key, Addresses, Seen, Single};
 use super::values::{self, BareAddress};
-use super::LinkConfig;
+use super::{
+    DhcpSettings, LinkConfig, Role, DEFAULT_LEASE_SECS, LEASE_SECS_RANGE, MAX_STATIC_LEASES,
+};
 
 #[derive(Clone, Copy)]
 enum LinkKey {
@@ -16,6 +19,12 @@ enum LinkKey {
     Address,
     Gateway,
     Mtu,
+    Role,
+    Egress,
+    DhcpServer,
+    LeaseTime,
+    StaticLease,
+    SendRa,
 }
 
 const LINK_KEYS: &[(&str, LinkKey)] = &[
@@ -23,6 +32,12 @@ const LINK_KEYS: &[(&str, LinkKey)] = &[
     ("Address", LinkKey::Address),
     ("Gateway", LinkKey::Gateway),
     ("MTU", LinkKey::Mtu),
+    ("Role", LinkKey::Role),
+    ("Egress", LinkKey::Egress),
+    ("DHCPServer", LinkKey::DhcpServer),
+    ("LeaseTime", LinkKey::LeaseTime),
+    ("StaticLease", LinkKey::StaticLease),
+    ("SendRA", LinkKey::SendRa),
 ];
 
 pub(super) struct LinkBuilder {
@@ -35,6 +50,13 @@ pub(super) struct LinkBuilder {
     gateway_v4: Option<(Ipv4Address, usize)>,
     gateway_v6: Option<(Ipv6Address, usize)>,
     mtu: Single<u16>,
+    role: Single<Role>,
+    egress_nat: Single<bool>,
+    dhcp_server: Single<bool>,
+    lease_time: Single<u32>,
+    /// `(mac, address, line)` of every `StaticLease`.
+    static_leases: Vec<(EthernetAddress, Ipv4Address, usize)>,
+    send_ra: Single<bool>,
 }
 
 impl LinkBuilder {
@@ -48,6 +70,12 @@ impl LinkBuilder {
             gateway_v4: None,
             gateway_v6: None,
             mtu: Single::default(),
+            role: Single::default(),
+            egress_nat: Single::default(),
+            dhcp_server: Single::default(),
+            lease_time: Single::default(),
+            static_leases: Vec::new(),
+            send_ra: Single::default(),
         }
     }
 
@@ -83,7 +111,56 @@ impl LinkBuilder {
                 }
             }
             LinkKey::Mtu => self.mtu.set(seen, name, line, |_| mtu(value)),
+            LinkKey::Role => self.role.set(seen, name, line, |_| {
+                match value.to_ascii_lowercase().as_str() {
+                    "underlay" => Ok(Role::Underlay),
+                    "segment" => Ok(Role::Segment),
+                    _ => Err(format!("Role {value:?} is not one of: underlay, segment")),
+                }
+            }),
+            LinkKey::Egress => self.egress_nat.set(seen, name, line, |_| {
+                match value.to_ascii_lowercase().as_str() {
+                    "nat" => Ok(true),
+                    "none" => Ok(false),
+                    _ => Err(format!("Egress {value:?} is not one of: nat, none")),
+                }
+            }),
+            LinkKey::DhcpServer => self.dhcp_server.set(seen, name, line, |_| yes_no(name, value)),
+            LinkKey::SendRa => self.send_ra.set(seen, name, line, |_| yes_no(name, value)),
+            LinkKey::LeaseTime => self.lease_time.set(seen, name, line, |_| lease_time(value)),
+            LinkKey::StaticLease => {
+                if let Err(message) = self.static_lease(line, value) {
+                    seen.error(line, message);
+                }
+            }
         }
+    }
+
+    fn static_lease(&mut self, line: usize, value: &str) -> Result<(), String> {
+        let usage = "StaticLease is a MAC and an IPv4 address, like 52:54:00:aa:bb:01, 10.20.1.10";
+        let mut items = values::list_items(value);
+        let (Some(mac), Some(ip), None) = (items.next(), items.next(), items.next()) else {
+            return Err(String::from(usage));
+        };
+        let mac = values::mac(mac).map_err(|e| format!("StaticLease: {e}"))?;
+        let ip = values::ip(ip)
+            .and_then(values::as_v4)
+            .ok_or_else(|| format!("StaticLease address {ip:?} is not an IPv4 address"))?;
+        if let Some(&(_, _, first)) = self.static_leases.iter().find(|l| l.0 == mac) {
+            return Err(format!(
+                "StaticLease for {mac} is already given at line {first}"
+            ));
+        }
+        if let Some(&(_, _, first)) = self.static_leases.iter().find(|l| l.1 == ip) {
+            return Err(format!(
+                "StaticLease address {ip} is already given at line {first}"
+            ));
+        }
+        if self.static_leases.len() == MAX_STATIC_LEASES {
+            return Err(format!("more than {MAX_STATIC_LEASES} StaticLease lines"));
+        }
+        self.static_leases.push((mac, ip, line));
+        Ok(())
     }
 
     fn gateway(&mut self, line: usize, item: &str) -> Result<(), String> {
@@ -132,14 +209,134 @@ impl LinkBuilder {
             }
             check_mtu_for_ipv6(seen, &self.mtu, &self.addresses, "[Link]");
         }
+        let role = self.role.value.unwrap_or(Role::Underlay);
+        let v4: Vec<IpCidr> = self
+            .addresses
+            .cidrs()
+            .into_iter()
+            .filter(|c| matches!(c, IpCidr::Ipv4(_)))
+            .collect();
+        let segment_only = [
+            ("DHCPServer", self.dhcp_server.line),
+            ("LeaseTime", self.lease_time.line),
+            ("StaticLease", self.static_leases.first().map(|l| l.2)),
+            ("SendRA", self.send_ra.line),
+        ];
+        let mut dhcp = None;
+        match role {
+            Role::Underlay => {
+                for (key, line) in segment_only {
+                    if let Some(line) = line {
+                        seen.error(
+                            line,
+                            format!("{key} is only for a [Link] with Role = segment"),
+                        );
+                    }
+                }
+            }
+            Role::Segment => {
+                if let Some(line) = self.egress_nat.line {
+                    seen.error(
+                        line,
+                        String::from("Egress is set on the underlay [Link] the segment leaves through, not on the segment"),
+                    );
+                }
+                let wanted = self.dhcp_server.value.unwrap_or(true);
+                if wanted && v4.is_empty() && !self.addresses.had_error {
+                    if let Some(line) = self.dhcp_server.line {
+                        seen.error(
+                            line,
+                            String::from("DHCPServer = yes needs an IPv4 Address on this [Link]"),
+                        );
+                    }
+                }
+                if wanted && !v4.is_empty() {
+                    for &(mac, ip, line) in &self.static_leases {
+                        if let Some(message) = check_lease(&v4, ip) {
+                            seen.error(line, format!("StaticLease {mac} {ip}: {message}"));
+                        }
+                    }
+                    dhcp = Some(DhcpSettings {
+                        lease_secs: self.lease_time.value.unwrap_or(DEFAULT_LEASE_SECS),
+                        static_leases: self.static_leases.iter().map(|l| (l.0, l.1)).collect(),
+                    });
+                } else if let Some(&(_, _, line)) = self.static_leases.first() {
+                    seen.error(line, String::from("StaticLease needs the DHCP server (DHCPServer = yes and an IPv4 Address)"));
+                }
+            }
+        }
+        if self.egress_nat.value == Some(true) && v4.is_empty() && !self.addresses.had_error {
+            if let Some(line) = self.egress_nat.line {
+                seen.error(
+                    line,
+                    String::from(
+                        "Egress = nat needs an IPv4 Address on this [Link] to masquerade as",
+                    ),
+                );
+            }
+        }
         self.keep.then(|| LinkConfig {
             mac: self.mac.value,
             addresses: self.addresses.cidrs(),
             gateway_v4: self.gateway_v4.map(|(gw, _)| gw),
             gateway_v6: self.gateway_v6.map(|(gw, _)| gw),
             mtu: self.mtu.value,
+            role,
+            egress_nat: self.egress_nat.value == Some(true),
+            dhcp,
+            send_ra: role == Role::Segment && self.send_ra.value.unwrap_or(true),
             line: self.header,
         })
+    }
+}
+
+/// `yes`/`no` (also `true`/`false`, `on`/`off`, `1`/`0`).
+fn yes_no(key: &str, value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err(format!("{key} {value:?} is not yes or no")),
+    }
+}
+
+/// Seconds in [`LEASE_SECS_RANGE`].
+fn lease_time(value: &str) -> Result<u32, String> {
+    let range = LEASE_SECS_RANGE;
+    let bad = || {
+        format!(
+            "LeaseTime {value:?} is not a number of seconds in {}..={}",
+            range.start(),
+            range.end()
+        )
+    };
+    if value.is_empty() || value.len() > 9 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let secs = value
+        .bytes()
+        .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
+    if range.contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(bad())
+    }
+}
+
+/// Why a static lease's address cannot be handed out on a link with these IPv4 subnets.
+fn check_lease(v4: &[IpCidr], ip: Ipv4Address) -> Option<&'static str> {
+    let addr = IpAddress::Ipv4(ip);
+    if v4.iter().any(|c| c.address() == addr) {
+        Some("is this [Link]'s own address")
+    } else if !v4.iter().any(|c| c.contains_addr(&addr)) {
+        Some("is not inside any IPv4 subnet of this [Link]")
+    } else if let Some(kind) = ipv4_subnet_edge(v4, addr) {
+        Some(if kind == "network" {
+            "is the network address of its subnet"
+        } else {
+            "is the broadcast address of its subnet"
+        })
+    } else {
+        None
     }
 }
 

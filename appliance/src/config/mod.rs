@@ -8,6 +8,17 @@
 //! Address = 10.0.2.15/24, fec0::15/64
 //! Gateway = 10.0.2.2                # optional; at most one IPv4 and one IPv6
 //! MTU = 1500                        # optional, 576..=9000 (>= 1280 with IPv6)
+//! Role = underlay                   # optional: underlay (default) or segment
+//! Egress = nat                      # optional, underlay only: segments may leave here,
+//!                                   # masqueraded as this link's IPv4 address
+//!
+//! [Link]                            # a VDC segment: workloads plug in here
+//! Role = segment
+//! Address = 10.20.1.1/24, fd20:ab:cd:1::1/64
+//! DHCPServer = yes                  # optional, default yes (needs an IPv4 Address)
+//! LeaseTime = 3600                  # optional, seconds, 60..=604800
+//! StaticLease = 52:54:00:aa:bb:01, 10.20.1.10   # optional, repeatable
+//! SendRA = yes                      # optional, default yes: advertises each /64
 //!
 //! [Interface]                       # at most one: the WireGuard tunnel
 //! PrivateKey = <base64>
@@ -78,6 +89,13 @@ pub const MTU_RANGE: RangeInclusive<u16> = 576..=9000;
 /// The smallest MTU IPv6 allows (RFC 8200 §5); required when a section has an IPv6 address.
 pub const IPV6_MIN_MTU: u16 = 1280;
 
+/// `LeaseTime` when a segment does not give one.
+pub const DEFAULT_LEASE_SECS: u32 = 3600;
+/// Accepted `LeaseTime` values, in seconds (one minute to one week).
+pub const LEASE_SECS_RANGE: RangeInclusive<u32> = 60..=604_800;
+/// `StaticLease` lines per segment.
+pub const MAX_STATIC_LEASES: usize = 64;
+
 /// A problem in the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -122,8 +140,38 @@ pub struct LinkConfig {
     pub gateway_v6: Option<Ipv6Address>,
     /// Link MTU; `None` keeps the NIC's own.
     pub mtu: Option<u16>,
+    /// What the link is for.
+    pub role: Role,
+    /// `Egress = nat`: segments may reach this link's networks (and beyond its gateway),
+    /// masqueraded as its IPv4 address.
+    pub egress_nat: bool,
+    /// The DHCPv4 server of a segment, when it runs one.
+    pub dhcp: Option<DhcpSettings>,
+    /// Whether a segment sends IPv6 router advertisements.
+    pub send_ra: bool,
     /// Line of the `[Link]` header, for messages about this link later on.
     pub line: usize,
+}
+
+/// What a link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The network the appliance itself lives on (WAN): only the appliance's own traffic
+    /// and the tunnel's datagrams use it; nothing is forwarded to or from it unless another
+    /// link's traffic leaves through it with `Egress = nat`.
+    Underlay,
+    /// A VDC segment: the workloads behind this appliance, routed to every other segment
+    /// over the tunnel.
+    Segment,
+}
+
+/// A segment's DHCPv4 server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpSettings {
+    /// Lease time in seconds.
+    pub lease_secs: u32,
+    /// Fixed addresses by MAC; inside the link's IPv4 subnets.
+    pub static_leases: Vec<(EthernetAddress, Ipv4Address)>,
 }
 
 /// The `[Interface]` section: our end of the WireGuard tunnel.
@@ -195,6 +243,10 @@ impl Config {
                 gateway_v4: Some(Ipv4Address::new(10, 0, 2, 2)),
                 gateway_v6: Some(Ipv6Address::new(0xfec0, 0, 0, 0, 0, 0, 0, 2)),
                 mtu: None,
+                role: Role::Underlay,
+                egress_nat: false,
+                dhcp: None,
+                send_ra: false,
                 line: DEFAULT_LINK_LINE,
             }],
             interface: None,

@@ -1,40 +1,39 @@
-//! The appliance at run time.
-//!
-//! - one [`port`] per NIC: a smoltcp interface holding the link's addresses, answering
-//!   ARP/NDP and ICMP echo (v4 and v6), with the [`services`] (TCP echo on port 7, the
-//!   `vdcnet.ping=` prober);
-//! - with an `[Interface]` in the config, the [`overlay`]: the WireGuard tunnel, its UDP
-//!   socket on every link, and an interface holding the overlay addresses with the same
-//!   services, reached through the tunnel.
+//! The appliance at run time: the [`router`](crate::router) over every NIC and the
+//! tunnel, and the local stack, one smoltcp interface on the router's local port holding
+//! all of the appliance's addresses, with its [`services`] (TCP echo on port 7, the
+//! `vdcnet.ping=` prober).
 //!
 //! Sans-I/O in the sense that matters: the caller passes `now`, wall time, the devices, the
 //! RNG and the console; nothing here reads a clock or touches hardware.
 
-mod overlay;
-mod port;
 mod services;
-mod wire;
+mod tunnel;
 
+pub use crate::router::{Counters as RouterCounters, Drop, LinkCounters, ALL_DROPS};
 pub use services::{ECHO_PORT, ECHO_SOCKETS};
 
 use crate::config::{Config, ConfigError, LinkConfig};
-use crate::tunnel::{Counters as TunnelCounters, DeviceResult, Now};
+use crate::router::packet::ETH_HEADER;
+use crate::router::{Link, Router, MAX_FRAME};
+use crate::tunnel::Counters as TunnelCounters;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use overlay::{endpoint_to_socket, socket_to_endpoint, Overlay};
-use port::Port;
 use rand_core::CryptoRngCore;
+use services::Services;
+use smoltcp::iface::{Config as IfaceConfig, Interface};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 use vdcnet_hal::net::NetDevice;
-use wire::{ETH_HEADER, MAX_FRAME};
+
+/// Addresses the local stack holds, over all links and the tunnel.
+pub const MAX_LOCAL_ADDRESSES: usize = 8;
 
 /// What the boot code hands the appliance besides the config.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Seed for smoltcp (TCP initial sequence numbers, ports).
+    /// Seed for smoltcp (TCP initial sequence numbers, ports) and the masquerade.
     pub seed: u64,
     /// Addresses to ping once a second (`vdcnet.ping=`).
     pub ping: Vec<IpAddress>,
@@ -42,33 +41,11 @@ pub struct Options {
     pub stats_secs: Option<u32>,
 }
 
-/// Frames a port passed or could not pass on.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PortCounters {
-    pub rx_frames: u64,
-    pub tx_frames: u64,
-    /// Frames smoltcp produced when the NIC had no room (it was told there was).
-    pub tx_dropped: u64,
-}
-
-/// What the glue between the tunnel and the links dropped, by reason (the tunnel counts
-/// its own drops in [`TunnelCounters`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OverlayCounters {
-    /// Decrypted packets dropped because the overlay interface's inbound ring was full.
-    pub rx_ring_full: u64,
-    /// Datagrams to an endpoint no link reaches.
-    pub no_link_for_endpoint: u64,
-    /// Datagrams dropped because the link's UDP socket buffer was full.
-    pub udp_send_full: u64,
-    /// Packets the overlay interface sent while the ring to the tunnel was full.
-    pub tx_ring_full: u64,
-}
-
 /// The running appliance.
 pub struct Appliance<D, R> {
-    ports: Vec<Port<D>>,
-    overlay: Option<Overlay<R>>,
+    router: Router<D, R>,
+    iface: Interface,
+    services: Services,
     /// Interval and next time of the console stats line.
     stats: Option<(Duration, Instant)>,
 }
@@ -124,7 +101,11 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             }
         }
         for (i, link) in &chosen {
-            let max = slots[*i].as_ref().map_or(MAX_FRAME, |d| d.max_frame_len()) - ETH_HEADER;
+            let max = slots[*i]
+                .as_ref()
+                .map_or(MAX_FRAME, |d| d.max_frame_len())
+                .min(MAX_FRAME)
+                - ETH_HEADER;
             if let Some(mtu) = link.mtu.filter(|&m| m as usize > max) {
                 errors.push(err(
                     link.line,
@@ -132,7 +113,34 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
                 ));
             }
         }
-        let overlay = match (&config.interface, rng) {
+        let total: usize = config
+            .links
+            .iter()
+            .map(|l| l.addresses.len())
+            .sum::<usize>()
+            + config.interface.as_ref().map_or(0, |i| i.addresses.len());
+        if total > MAX_LOCAL_ADDRESSES {
+            errors.push(err(
+                0,
+                format!(
+                    "the [Link] and [Interface] sections give {total} addresses; the appliance holds at most {MAX_LOCAL_ADDRESSES}"
+                ),
+            ));
+        }
+        chosen.sort_by_key(|c| c.1.line);
+        let mtus: Vec<usize> = chosen
+            .iter()
+            .map(|(i, l)| {
+                let max = slots[*i]
+                    .as_ref()
+                    .map_or(MAX_FRAME, |d| d.max_frame_len())
+                    .min(MAX_FRAME)
+                    - ETH_HEADER;
+                l.mtu.map_or(max, |m| usize::from(m).min(max))
+            })
+            .collect();
+        let link_cfgs: Vec<&LinkConfig> = chosen.iter().map(|c| c.1).collect();
+        let tunnel = match (&config.interface, rng) {
             (None, _) => None,
             (Some(i), None) => {
                 errors.push(err(
@@ -141,8 +149,8 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
                 ));
                 None
             }
-            (Some(i), Some(rng)) => match Overlay::new(i, &config.peers, rng, opts.seed, now) {
-                Ok(o) => Some(o),
+            (Some(i), Some(rng)) => match tunnel::build(i, &config.peers, &link_cfgs, &mtus, rng) {
+                Ok(t) => Some(t),
                 Err(mut e) => {
                     errors.append(&mut e);
                     None
@@ -153,83 +161,102 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             errors.sort_by_key(|e| e.line);
             return Err(errors);
         }
-        chosen.sort_by_key(|c| c.1.line);
-        let mut ports = Vec::new();
+        let mut links = Vec::new();
         for (k, (i, link)) in chosen.into_iter().enumerate() {
             let Some(dev) = slots[i].take() else { continue };
-            let mut port = Port::new(k, dev, link, opts.seed, now);
-            if let Some(o) = &overlay {
-                port.open_udp(o.listen_port);
+            let seed = opts.seed ^ (k as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            links.push(Link::new(dev, link, seed, now));
+        }
+        let tunnel_addrs = config
+            .interface
+            .as_ref()
+            .map(|i| i.addresses.clone())
+            .unwrap_or_default();
+        let mut router = Router::new(links, tunnel, tunnel_addrs, now);
+        let mut cfg = IfaceConfig::new(HardwareAddress::Ip);
+        cfg.random_seed = opts.seed;
+        let mut iface = Interface::new(cfg, &mut router.local, now);
+        let addrs = router.local_addresses();
+        iface.update_ip_addrs(|a| {
+            for c in &addrs {
+                let _ = a.push(*c);
             }
-            ports.push(port);
+        });
+        // The router picks the real next hop; on an IP-medium interface a default route
+        // only tells smoltcp that every destination is reachable through the router.
+        if let Some(v4) = addrs.iter().find_map(|c| match c {
+            IpCidr::Ipv4(c) => Some(c.address()),
+            IpCidr::Ipv6(_) => None,
+        }) {
+            let _ = iface.routes_mut().add_default_ipv4_route(v4);
+        }
+        if let Some(v6) = addrs.iter().find_map(|c| match c {
+            IpCidr::Ipv6(c) => Some(c.address()),
+            IpCidr::Ipv4(_) => None,
+        }) {
+            let _ = iface.routes_mut().add_default_ipv6_route(v6);
+        }
+        let mut services = Services::new();
+        for target in &opts.ping {
+            if !router.has_route(*target) {
+                return Err(alloc::vec![err(
+                    0,
+                    format!("vdcnet.ping={target}: no link reaches it")
+                )]);
+            }
+            services.add_probe(*target, now);
         }
         let stats = opts.stats_secs.map(|s| {
             let every = Duration::from_secs(s as u64);
             (every, now + every)
         });
-        let mut app = Appliance {
-            ports,
-            overlay,
+        Ok(Appliance {
+            router,
+            iface,
+            services,
             stats,
-        };
-        // Each ping target goes to the overlay if one of its subnets or peers covers it,
-        // else to the link whose subnet holds it, else to one with a gateway of its family.
-        for target in &opts.ping {
-            if let Some(o) = &mut app.overlay {
-                let ip = match target {
-                    IpAddress::Ipv4(a) => core::net::IpAddr::V4(*a),
-                    IpAddress::Ipv6(a) => core::net::IpAddr::V6(*a),
-                };
-                let covered = o.iface.ip_addrs().iter().any(|c| c.contains_addr(target))
-                    || o.device.route(ip).is_some();
-                if covered {
-                    o.services.add_probe(*target, now);
-                    continue;
-                }
-            }
-            let on_link = app.ports.iter().position(|p| p.on_link(target));
-            let via_gw = app.ports.iter().position(|p| p.has_gateway_for(target));
-            match on_link.or(via_gw) {
-                Some(i) => app.ports[i].services.add_probe(*target, now),
-                None => {
-                    return Err(alloc::vec![err(
-                        0,
-                        format!("vdcnet.ping={target}: no link reaches it")
-                    )])
-                }
-            }
-        }
-        Ok(app)
+        })
     }
 
     /// Number of links up.
     pub fn links(&self) -> usize {
-        self.ports.len()
+        self.router.links.len()
     }
 
-    /// Writes one line per link (name, MAC, addresses) and one for the tunnel.
+    /// Writes one line per link (name, role, MAC, addresses) and one for the tunnel.
     pub fn describe(&self, out: &mut dyn Write) {
-        for p in &self.ports {
-            let m = p.wire.dev.mac_address();
+        for (n, l) in self.router.links.iter().enumerate() {
+            let m = l.mac.0;
+            let role = match l.role {
+                crate::config::Role::Underlay => "underlay",
+                crate::config::Role::Segment => "segment",
+            };
             let _ = write!(
                 out,
-                "vdcnet: link{} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                p.name, m[0], m[1], m[2], m[3], m[4], m[5]
+                "vdcnet: link{n} {role} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} mtu {}",
+                m[0], m[1], m[2], m[3], m[4], m[5], l.mtu
             );
-            for a in p.iface.ip_addrs() {
+            for a in &l.addrs {
                 let _ = write!(out, " {a}");
+            }
+            if l.dhcp.is_some() {
+                let _ = write!(out, " dhcp");
+            }
+            if l.nat.is_some() {
+                let _ = write!(out, " egress=nat");
             }
             let _ = writeln!(out);
         }
-        if let Some(o) = &self.overlay {
+        if let Some(t) = &self.router.tunnel {
             let _ = write!(
                 out,
-                "vdcnet: wg0 port {} key {} peers {}",
-                o.listen_port,
-                crate::config::PublicKey(o.device.public_key().0),
-                o.device.peers().count()
+                "vdcnet: wg0 port {} key {} peers {} mtu {}",
+                t.listen_port,
+                crate::config::PublicKey(t.device.public_key().0),
+                t.device.peers().count(),
+                t.mtu
             );
-            for a in o.iface.ip_addrs() {
+            for a in self.iface.ip_addrs() {
                 let _ = write!(out, " {a}");
             }
             let _ = writeln!(out);
@@ -240,24 +267,25 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
     /// meanwhile (poll again instead of sleeping).
     pub fn arm_interrupts(&mut self) -> bool {
         let mut pending = false;
-        for p in &mut self.ports {
-            pending |= p.wire.dev.arm_interrupt();
+        for l in &mut self.router.links {
+            pending |= l.dev.arm_interrupt();
         }
         pending
     }
 
-    /// Counters of every port, in link order.
-    pub fn counters(&self) -> Vec<PortCounters> {
-        self.ports.iter().map(|p| p.wire.counters).collect()
+    /// Counters of every link, in link order.
+    pub fn counters(&self) -> Vec<LinkCounters> {
+        self.router.links.iter().map(|l| l.counters).collect()
     }
 
-    /// The tunnel's counters and the glue's, if there is a tunnel.
-    pub fn tunnel_counters(&self) -> Option<(TunnelCounters, OverlayCounters)> {
-        self.overlay.as_ref().map(|o| {
-            let mut c = o.counters;
-            c.tx_ring_full = o.tx_ring_dropped();
-            (o.device.counters(), c)
-        })
+    /// The router's counters.
+    pub fn router_counters(&self) -> RouterCounters {
+        self.router.counters
+    }
+
+    /// The tunnel's counters, if there is a tunnel.
+    pub fn tunnel_counters(&self) -> Option<TunnelCounters> {
+        self.router.tunnel.as_ref().map(|t| t.device.counters())
     }
 
     /// Does all the work there is at `now_us` (`wall_ns`: wall clock for the tunnel's
@@ -265,17 +293,13 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
     /// whether anything happened (the caller polls again at once instead of sleeping).
     pub fn poll(&mut self, now_us: u64, wall_ns: u64, console: &mut dyn Write) -> bool {
         let now = Instant::from_micros(now_us as i64);
-        let mut busy = false;
-        for p in &mut self.ports {
-            busy |= p.poll(now, console);
-        }
-        if let Some(o) = &mut self.overlay {
-            let wnow = Now {
-                instant: now,
-                wall_ns,
-            };
-            busy |= run_overlay(o, &mut self.ports, now, wnow, console);
-        }
+        let mut busy = self.router.poll(now, wall_ns);
+        self.iface
+            .poll(now, &mut self.router.local, &mut self.services.sockets);
+        busy |= self.services.run(&self.iface, now, console);
+        self.iface
+            .poll(now, &mut self.router.local, &mut self.services.sockets);
+        busy |= self.router.drain_local();
         if let Some((every, next)) = self.stats {
             if now >= next {
                 self.stats = Some((every, now + every));
@@ -285,184 +309,54 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         busy
     }
 
-    /// One console line with every counter that matters: frames per link, and the
-    /// tunnel's traffic and drops by reason.
+    /// One console line with every counter that matters: frames per link, the router's
+    /// work and drops by reason, and the tunnel's traffic and drops by reason (last, so
+    /// that everything after ` wg0 ` is the tunnel's).
     pub fn write_stats(&self, out: &mut dyn Write) {
         let _ = write!(out, "vdcnet: stats");
-        for (p, c) in self.ports.iter().zip(self.counters()) {
+        for (n, c) in self.counters().iter().enumerate() {
             let _ = write!(
                 out,
-                " link{} rx={} tx={} txdrop={};",
-                p.name, c.rx_frames, c.tx_frames, c.tx_dropped
+                " link{n} rx={} tx={} txdrop={} malformed={};",
+                c.rx_frames, c.tx_frames, c.tx_dropped, c.malformed
             );
         }
-        if let Some((t, g)) = self.tunnel_counters() {
-            let glue = g.rx_ring_full + g.tx_ring_full + g.no_link_for_endpoint + g.udp_send_full;
+        let r = self.router.counters;
+        let _ = write!(
+            out,
+            " router fwd={} local_in={} local_out={} icmp_err={} dhcp={} ra={} drops={}",
+            r.forwarded,
+            r.local_in,
+            r.local_out,
+            r.icmp_errors,
+            r.dhcp_replies,
+            r.router_adverts,
+            r.total_drops()
+        );
+        for d in ALL_DROPS {
+            let n = r.drop_count(d);
+            if n > 0 {
+                let _ = write!(out, " {d:?}={n}");
+            }
+        }
+        let _ = write!(out, ";");
+        if let Some(t) = self.tunnel_counters() {
             let _ = write!(
                 out,
                 " wg0 rx={} tx={} handshakes={} drops={}",
                 t.rx_data,
                 t.tx_data,
                 t.handshakes_completed,
-                t.drops.total() + glue
+                t.drops.total()
             );
-            for r in crate::tunnel::counters::ALL_DROP_REASONS {
-                let n = t.drops.get(r);
+            for reason in crate::tunnel::counters::ALL_DROP_REASONS {
+                let n = t.drops.get(reason);
                 if n > 0 {
-                    let _ = write!(out, " {r:?}={n}");
-                }
-            }
-            for (name, n) in [
-                ("RxRingFull", g.rx_ring_full),
-                ("TxRingFull", g.tx_ring_full),
-                ("NoLinkForEndpoint", g.no_link_for_endpoint),
-                ("UdpSendFull", g.udp_send_full),
-            ] {
-                if n > 0 {
-                    let _ = write!(out, " {name}={n}");
+                    let _ = write!(out, " {reason:?}={n}");
                 }
             }
         }
         let _ = writeln!(out);
-    }
-}
-
-/// Sends a datagram from the link that reaches `to`: on-link first, else one with a
-/// gateway of its family.
-fn send_underlay<D: NetDevice>(
-    ports: &mut [Port<D>],
-    to: IpEndpoint,
-    data: &[u8],
-    c: &mut OverlayCounters,
-) -> bool {
-    let i = ports
-        .iter()
-        .position(|p| p.on_link(&to.addr))
-        .or_else(|| ports.iter().position(|p| p.has_gateway_for(&to.addr)));
-    match i {
-        Some(i) => {
-            if !ports[i].send_udp(to, data) {
-                c.udp_send_full += 1;
-            }
-            true
-        }
-        None => {
-            c.no_link_for_endpoint += 1;
-            false
-        }
-    }
-}
-
-/// Acts on one tunnel result: send a datagram, or deliver a packet to the overlay.
-fn act<D: NetDevice, R: CryptoRngCore>(
-    o: &mut Overlay<R>,
-    ports: &mut [Port<D>],
-    r: Outcome,
-) -> bool {
-    match r {
-        Outcome::Send(to, n) => {
-            send_underlay(
-                ports,
-                socket_to_endpoint(to),
-                &o.outbuf[..n],
-                &mut o.counters,
-            );
-            true
-        }
-        Outcome::Deliver(n) => {
-            o.deliver(n);
-            true
-        }
-        Outcome::Nothing => false,
-    }
-}
-
-/// A [`DeviceResult`] without its borrow of the output buffer.
-enum Outcome {
-    Send(core::net::SocketAddr, usize),
-    Deliver(usize),
-    Nothing,
-}
-
-fn outcome(r: DeviceResult<'_>) -> Outcome {
-    match r {
-        DeviceResult::WriteToNetwork { to, datagram, .. } => Outcome::Send(to, datagram.len()),
-        DeviceResult::WriteToTunnelV4 { packet, .. }
-        | DeviceResult::WriteToTunnelV6 { packet, .. } => Outcome::Deliver(packet.len()),
-        DeviceResult::Done | DeviceResult::Err(_) => Outcome::Nothing,
-    }
-}
-
-/// Most results taken from one tunnel call site per poll, so a misbehaving peer cannot
-/// keep the loop from sleeping forever.
-const MAX_BURST: usize = 64;
-
-fn run_overlay<D: NetDevice, R: CryptoRngCore>(
-    o: &mut Overlay<R>,
-    ports: &mut [Port<D>],
-    now: Instant,
-    wnow: Now,
-    console: &mut dyn Write,
-) -> bool {
-    let mut busy = false;
-    // 1. Datagrams from the links into the tunnel.
-    for i in 0..ports.len() {
-        for _ in 0..MAX_BURST {
-            let Some((n, src)) = ports[i].recv_udp(&mut o.inbuf[..]) else {
-                break;
-            };
-            busy = true;
-            let r = outcome(o.device.decapsulate(
-                now,
-                endpoint_to_socket(src),
-                &o.inbuf[..n],
-                &mut o.outbuf[..],
-            ));
-            act(o, ports, r);
-            // A completed handshake releases packets that waited for it.
-            for _ in 0..MAX_BURST {
-                let r = outcome(o.device.dequeue(now, &mut o.outbuf[..]));
-                if !act(o, ports, r) {
-                    break;
-                }
-            }
-        }
-    }
-    // 2. The overlay interface and its services.
-    let before = o.counters_snapshot();
-    o.iface.poll(now, &mut o.tun, &mut o.services.sockets);
-    if o.services.run(&o.iface, now, console) {
-        o.iface.poll(now, &mut o.tun, &mut o.services.sockets);
-        busy = true;
-    }
-    // 3. What the overlay sent: encrypt and send.
-    for _ in 0..MAX_BURST {
-        let Some(n) = o.next_outbound() else { break };
-        busy = true;
-        let r = outcome(o.device.encapsulate(wnow, &o.inbuf[..n], &mut o.outbuf[..]));
-        act(o, ports, r);
-    }
-    // 4. Timers: handshakes, retries, keepalives.
-    for _ in 0..MAX_BURST {
-        let r = o.device.update_timers(wnow, &mut o.outbuf[..]);
-        if matches!(r, DeviceResult::Done) {
-            break;
-        }
-        let r = outcome(r);
-        busy |= act(o, ports, r);
-    }
-    busy |= before != o.counters_snapshot();
-    // Send what the tunnel queued on the links' sockets.
-    for p in ports.iter_mut() {
-        p.flush(now);
-    }
-    busy
-}
-
-impl<R: CryptoRngCore> Overlay<R> {
-    fn counters_snapshot(&self) -> (u64, u64) {
-        let c = self.device.counters();
-        (c.rx_data, c.tx_data)
     }
 }
 

@@ -395,8 +395,8 @@ mod tunnel {
             "console: {}",
             p.out_a
         );
-        let (ta, _) = p.a.tunnel_counters().unwrap();
-        let (tb, _) = p.b.tunnel_counters().unwrap();
+        let ta = p.a.tunnel_counters().unwrap();
+        let tb = p.b.tunnel_counters().unwrap();
         assert!(ta.handshakes_completed >= 1 && tb.handshakes_completed >= 1);
         assert!(ta.rx_data > 0 && tb.rx_data > 0);
     }
@@ -481,5 +481,8 @@ fn stats_line_reports_frames_per_link_every_interval() {
         .filter(|l| l.starts_with("vdcnet: stats"))
         .collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[1].contains("link0 rx=1 tx=1 txdrop=0;"), "{out}");
+    assert!(
+        lines[1].contains("link0 rx=1 tx=1 txdrop=0 malformed=0;"),
+        "{out}"
+    );
 }

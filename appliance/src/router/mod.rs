@@ -1,0 +1,1633 @@
+//! The forwarding plane. It owns every port: each NIC ([`Link`]), the WireGuard tunnel and
+//! the appliance's own host stack (the [`LocalPort`], an IP-medium device whose smoltcp
+//! interface holds all of the appliance's addresses). A frame comes in on a port and the
+//! router decides: answer it (ARP, NDP, DHCP, router solicitations), deliver it to the
+//! local stack, decrypt it, or forward it (longest-prefix match, TTL, ICMP errors, MTU) to
+//! a link or into the tunnel. Transit packets never pass through smoltcp; its wire module
+//! is used only to parse and emit headers.
+//!
+//! Private by default: an underlay link carries only the appliance's own traffic and the
+//! tunnel's datagrams. Segments reach each other and the tunnel; they reach an underlay
+//! link only through one with `Egress = nat` (IPv4, masqueraded). Nothing from an underlay
+//! link is forwarded, except the replies of masqueraded connections.
+//!
+//! Files: `packet` (header writers, checksums, ICMP errors, fragmentation), `neighbor` (the
+//! bounded ARP/NDP cache), `ring` (fixed packet queues), `dhcp` (the segment's DHCPv4
+//! server), `ra` (router advertisements), `nat` (masquerade).
+
+pub mod dhcp;
+pub mod nat;
+pub mod neighbor;
+pub mod packet;
+pub mod ra;
+pub mod ring;
+
+use crate::config::{LinkConfig, Role};
+use crate::tunnel::{AllowedIp, AllowedIps, Device, DeviceResult, Now};
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, SocketAddr};
+use neighbor::{Lookup, NeighborCache, NEIGHBORS};
+use packet::*;
+use rand_core::CryptoRngCore;
+use ring::{Pending, Ring, MAX_PACKET};
+use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    Icmpv6Packet, Icmpv6Repr, IpAddress, IpCidr, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address,
+    Ipv6Cidr, Ipv6Packet, NdiscNeighborFlags, NdiscRepr, RawHardwareAddress,
+};
+use vdcnet_hal::net::NetDevice;
+
+/// Largest Ethernet frame (without FCS) the router reads or writes.
+pub const MAX_FRAME: usize = 1514;
+/// Frames taken from one NIC per poll before the next port gets its turn.
+const BURST: usize = 32;
+/// Packets waiting for a neighbour, across all links.
+const PENDING: usize = 32;
+/// Queue depth each way between the router and the local stack.
+const LOCAL_RING: usize = 64;
+/// Room in front of an encrypted datagram for its IPv6 + UDP headers.
+const HEADROOM: usize = IPV6_HEADER + UDP_HEADER;
+/// Buffer for one datagram: headroom plus the largest WireGuard message we build.
+const DGRAM_BUF: usize = HEADROOM + 2048;
+/// ICMP errors the router sends per [`ICMP_WINDOW`] at most (RFC 1812 §4.3.2.8).
+const ICMP_BUDGET: u32 = 50;
+const ICMP_WINDOW: Duration = Duration::from_millis(100);
+/// Masqueraded connections per egress link.
+const NAT_CONNECTIONS: usize = 1024;
+/// WireGuard overhead: outer IPv6 (40) + UDP (8) + data header (16) + tag (16).
+pub const TUNNEL_OVERHEAD: usize = 80;
+
+/// Why a packet was dropped; each reason has its own counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Drop {
+    /// Truncated or inconsistent headers, bad IPv4 header checksum.
+    Malformed,
+    /// Unicast to another MAC, or an EtherType we do not speak.
+    NotForUs,
+    /// Against the privacy rules: underlay ↔ segment, or tunnel → not a segment.
+    Private,
+    /// A segment host sent with a source address outside its segment.
+    Spoofed,
+    /// No route to the destination.
+    NoRoute,
+    /// TTL or hop limit ran out.
+    TtlExceeded,
+    /// Larger than the next hop's MTU with DF set (IPv4) or any IPv6 packet.
+    TooBig,
+    /// The next hop never answered ARP/NDP, or waited too long.
+    NeighborUnreachable,
+    /// The pool of packets waiting for a neighbour overflowed.
+    HoldOverflow,
+    /// The NIC's transmit ring was full.
+    TxFull,
+    /// The queue to the local stack was full.
+    LocalFull,
+    /// Would go back into the tunnel it came from (no relaying yet).
+    Hairpin,
+    /// Multicast or broadcast we do not serve, IPv6 extension headers we do not forward.
+    Unsupported,
+    /// The tunnel refused the packet (no peer for it, no session yet and queue full...).
+    Tunnel,
+    /// Masquerade found no connection for an inbound packet, or could not add one.
+    Nat,
+    /// A DHCP message the server could not use.
+    Dhcp,
+}
+
+/// Every [`Drop`], in counter order.
+pub const ALL_DROPS: [Drop; 16] = [
+    Drop::Malformed,
+    Drop::NotForUs,
+    Drop::Private,
+    Drop::Spoofed,
+    Drop::NoRoute,
+    Drop::TtlExceeded,
+    Drop::TooBig,
+    Drop::NeighborUnreachable,
+    Drop::HoldOverflow,
+    Drop::TxFull,
+    Drop::LocalFull,
+    Drop::Hairpin,
+    Drop::Unsupported,
+    Drop::Tunnel,
+    Drop::Nat,
+    Drop::Dhcp,
+];
+
+/// What the router did, for the stats line and the tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets forwarded between ports (each fragment counts).
+    pub forwarded: u64,
+    /// Packets handed to the tunnel / received from it.
+    pub to_tunnel: u64,
+    pub from_tunnel: u64,
+    /// Packets delivered to the local stack / sent by it.
+    pub local_in: u64,
+    pub local_out: u64,
+    /// ICMP errors sent, and those the rate limit suppressed.
+    pub icmp_errors: u64,
+    pub icmp_suppressed: u64,
+    /// DHCP replies sent and router advertisements sent.
+    pub dhcp_replies: u64,
+    pub router_adverts: u64,
+    /// Drops by [`Drop`] reason.
+    pub drops: [u64; ALL_DROPS.len()],
+}
+
+impl Counters {
+    pub fn drop_count(&self, reason: Drop) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+/// Frames one NIC passed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkCounters {
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    /// Frames not sent because the NIC's ring was full.
+    pub tx_dropped: u64,
+    /// Frames that arrived on this link and were dropped as malformed.
+    pub malformed: u64,
+}
+
+/// One NIC and what the router knows about its network.
+pub struct Link<D> {
+    pub dev: D,
+    pub mac: EthernetAddress,
+    pub role: Role,
+    /// The link's addresses with their prefix lengths (no link-local).
+    pub addrs: Vec<IpCidr>,
+    pub link_local: Ipv6Address,
+    pub gateway_v4: Option<Ipv4Address>,
+    pub gateway_v6: Option<Ipv6Address>,
+    /// Largest IP packet the link carries.
+    pub mtu: usize,
+    /// Masquerade for segments leaving here, when `Egress = nat`.
+    pub nat: Option<nat::Nat>,
+    pub dhcp: Option<dhcp::DhcpServer>,
+    /// The /64s advertised, when the link sends router advertisements.
+    ra_prefixes: Vec<Ipv6Cidr>,
+    next_ra: Instant,
+    last_solicited_ra: Option<Instant>,
+    neigh: NeighborCache,
+    pub counters: LinkCounters,
+}
+
+/// The IPv6 link-local address (EUI-64) of a MAC.
+pub fn eui64_link_local(mac: [u8; 6]) -> Ipv6Address {
+    Ipv6Address::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([mac[0] ^ 0x02, mac[1]]),
+        u16::from_be_bytes([mac[2], 0xff]),
+        u16::from_be_bytes([0xfe, mac[3]]),
+        u16::from_be_bytes([mac[4], mac[5]]),
+    )
+}
+
+/// The solicited-node multicast address of `a` (RFC 4291 §2.7.1).
+fn solicited_node(a: Ipv6Address) -> Ipv6Address {
+    let o = a.octets();
+    Ipv6Address::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        u16::from_be_bytes([o[14], o[15]]),
+    )
+}
+
+/// The Ethernet multicast address of an IPv6 multicast group (RFC 2464 §7).
+fn multicast_mac(a: Ipv6Address) -> EthernetAddress {
+    let o = a.octets();
+    EthernetAddress([0x33, 0x33, o[12], o[13], o[14], o[15]])
+}
+
+impl<D: NetDevice> Link<D> {
+    /// A link on `dev` as `cfg` describes it.
+    pub fn new(dev: D, cfg: &LinkConfig, seed: u64, now: Instant) -> Link<D> {
+        let mac = EthernetAddress(dev.mac_address());
+        let max = dev.max_frame_len().min(MAX_FRAME) - ETH_HEADER;
+        let mtu = cfg.mtu.map_or(max, |m| usize::from(m).min(max));
+        let v4 = cfg.addresses.iter().find_map(|c| match c {
+            IpCidr::Ipv4(c) => Some(*c),
+            IpCidr::Ipv6(_) => None,
+        });
+        let nat = match (cfg.egress_nat, v4) {
+            // Below smoltcp's ephemeral ports (49152..), so the local stack's own connections
+            // on this link never collide with masqueraded ones.
+            (true, Some(c)) => Some(nat::Nat::with_seed(
+                NAT_CONNECTIONS,
+                c.address(),
+                20000..=48999,
+                seed,
+            )),
+            _ => None,
+        };
+        let dhcp = match (&cfg.dhcp, v4) {
+            (Some(d), Some(c)) => Some(dhcp::DhcpServer::new(dhcp::DhcpConfig {
+                addr: c.address(),
+                prefix_len: c.prefix_len(),
+                lease_secs: d.lease_secs,
+                static_leases: d.static_leases.clone(),
+                dns: None,
+                mtu: Some(mtu as u16),
+            })),
+            _ => None,
+        };
+        let ra_prefixes = if cfg.send_ra {
+            cfg.addresses
+                .iter()
+                .filter_map(|c| match c {
+                    IpCidr::Ipv6(c) if c.prefix_len() == 64 => {
+                        let mut o = c.address().octets();
+                        o[8..].fill(0);
+                        Some(Ipv6Cidr::new(Ipv6Address::from_octets(o), 64))
+                    }
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Link {
+            dev,
+            mac,
+            role: cfg.role,
+            addrs: cfg.addresses.clone(),
+            link_local: eui64_link_local(mac.0),
+            gateway_v4: cfg.gateway_v4,
+            gateway_v6: cfg.gateway_v6,
+            mtu,
+            nat,
+            dhcp,
+            ra_prefixes,
+            next_ra: now,
+            last_solicited_ra: None,
+            neigh: NeighborCache::new(NEIGHBORS),
+            counters: LinkCounters::default(),
+        }
+    }
+
+    fn is_segment(&self) -> bool {
+        self.role == Role::Segment
+    }
+
+    /// Whether `a` is one of this link's own addresses (including its link-local one).
+    fn owns(&self, a: IpAddress) -> bool {
+        self.addrs.iter().any(|c| c.address() == a) || a == IpAddress::Ipv6(self.link_local)
+    }
+
+    /// Whether `a` is directly on one of this link's subnets.
+    fn on_link(&self, a: IpAddress) -> bool {
+        self.addrs.iter().any(|c| c.contains_addr(&a))
+    }
+
+    fn first_v4(&self) -> Option<Ipv4Address> {
+        self.addrs.iter().find_map(|c| match c {
+            IpCidr::Ipv4(c) => Some(c.address()),
+            IpCidr::Ipv6(_) => None,
+        })
+    }
+
+    fn first_v6(&self) -> Option<Ipv6Address> {
+        self.addrs.iter().find_map(|c| match c {
+            IpCidr::Ipv6(c) => Some(c.address()),
+            IpCidr::Ipv4(_) => None,
+        })
+    }
+
+    /// The IPv4 broadcast addresses this link accepts.
+    fn is_v4_broadcast(&self, a: Ipv4Address) -> bool {
+        a.is_broadcast()
+            || self.addrs.iter().any(|c| match c {
+                IpCidr::Ipv4(c) => c.broadcast() == Some(a),
+                IpCidr::Ipv6(_) => false,
+            })
+    }
+
+    /// Sends one frame; counts it, or counts the drop when the ring is full.
+    fn transmit(&mut self, dst: EthernetAddress, ty: EthernetProtocol, payload: &[u8]) -> bool {
+        let mac = self.mac;
+        let sent = self.dev.transmit_with(ETH_HEADER + payload.len(), |b| {
+            write_eth(b, dst, mac, ty);
+            b[ETH_HEADER..].copy_from_slice(payload);
+        });
+        if sent.is_some() {
+            self.counters.tx_frames += 1;
+            true
+        } else {
+            self.counters.tx_dropped += 1;
+            false
+        }
+    }
+}
+
+/// The tunnel as a port: the WireGuard device, its UDP port and MTU.
+pub struct TunnelPort<R> {
+    pub device: Device<R>,
+    pub listen_port: u16,
+    /// Largest inner packet sent into the tunnel.
+    pub mtu: usize,
+    dgram: Box<[u8]>,
+}
+
+impl<R> TunnelPort<R> {
+    pub fn new(device: Device<R>, listen_port: u16, mtu: usize) -> TunnelPort<R> {
+        TunnelPort {
+            device,
+            listen_port,
+            mtu,
+            dgram: vec![0u8; DGRAM_BUF].into_boxed_slice(),
+        }
+    }
+}
+
+/// The local stack's side of the router: smoltcp sees an IP-medium device; what it sends
+/// waits in `tx` until [`Router::poll`] routes it, and what the router delivers waits in
+/// `rx`.
+pub struct LocalPort {
+    rx: Ring,
+    tx: Ring,
+    rx_copy: Box<[u8]>,
+    tx_copy: Box<[u8]>,
+    mtu: usize,
+    /// Packets the stack sent while `tx` was full.
+    pub tx_dropped: u64,
+}
+
+impl LocalPort {
+    fn new(mtu: usize) -> LocalPort {
+        LocalPort {
+            rx: Ring::new(LOCAL_RING),
+            tx: Ring::new(LOCAL_RING),
+            rx_copy: vec![0u8; MAX_PACKET].into_boxed_slice(),
+            tx_copy: vec![0u8; MAX_PACKET].into_boxed_slice(),
+            mtu,
+            tx_dropped: 0,
+        }
+    }
+
+    /// Whether the stack has packets waiting to be routed.
+    pub fn has_output(&self) -> bool {
+        !self.tx.is_empty()
+    }
+}
+
+pub struct LocalRx<'a>(&'a [u8]);
+pub struct LocalTx<'a> {
+    ring: &'a mut Ring,
+    copy: &'a mut [u8],
+    dropped: &'a mut u64,
+}
+
+impl phy::RxToken for LocalRx<'_> {
+    fn consume<T, F: FnOnce(&[u8]) -> T>(self, f: F) -> T {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for LocalTx<'_> {
+    fn consume<T, F: FnOnce(&mut [u8]) -> T>(self, len: usize, f: F) -> T {
+        let len = len.min(self.copy.len());
+        let r = f(&mut self.copy[..len]);
+        if !self.ring.push(&self.copy[..len]) {
+            *self.dropped += 1;
+        }
+        r
+    }
+}
+
+impl phy::Device for LocalPort {
+    type RxToken<'a> = LocalRx<'a>;
+    type TxToken<'a> = LocalTx<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(LocalRx<'_>, LocalTx<'_>)> {
+        let n = self.rx.pop_into(&mut self.rx_copy)?;
+        Some((
+            LocalRx(&self.rx_copy[..n]),
+            LocalTx {
+                ring: &mut self.tx,
+                copy: &mut self.tx_copy,
+                dropped: &mut self.tx_dropped,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<LocalTx<'_>> {
+        Some(LocalTx {
+            ring: &mut self.tx,
+            copy: &mut self.tx_copy,
+            dropped: &mut self.tx_dropped,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = self.mtu;
+        caps
+    }
+}
+
+/// Where a route leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    /// Directly on link `n`.
+    OnLink(usize),
+    /// Through the gateway on link `n`.
+    Via(usize, IpAddress),
+    /// Into the tunnel.
+    Tunnel,
+}
+
+/// Where a packet came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum From {
+    Link(usize),
+    Tunnel,
+    /// The local stack, or the router itself (`errors: false` for packets the router made,
+    /// so an ICMP error never causes another).
+    Local {
+        errors: bool,
+    },
+}
+
+/// The forwarding plane; see the module documentation.
+pub struct Router<D, R> {
+    pub links: Vec<Link<D>>,
+    pub tunnel: Option<TunnelPort<R>>,
+    pub local: LocalPort,
+    routes: AllowedIps,
+    targets: Vec<Target>,
+    /// Addresses the tunnel's `[Interface]` gives the appliance.
+    tunnel_addrs: Vec<IpCidr>,
+    pending: Pending,
+    rx: Box<[u8]>,
+    out: Box<[u8]>,
+    scratch: Box<[u8]>,
+    frag: Box<[u8]>,
+    held: Box<[u8]>,
+    now: Instant,
+    wall_ns: u64,
+    icmp_window: (Instant, u32),
+    pub counters: Counters,
+}
+
+fn to_core(a: IpAddress) -> IpAddr {
+    match a {
+        IpAddress::Ipv4(a) => IpAddr::V4(a),
+        IpAddress::Ipv6(a) => IpAddr::V6(a),
+    }
+}
+
+fn from_core(a: IpAddr) -> IpAddress {
+    match a {
+        IpAddr::V4(a) => IpAddress::Ipv4(a),
+        IpAddr::V6(a) => IpAddress::Ipv6(a),
+    }
+}
+
+fn take(b: &mut Box<[u8]>) -> Box<[u8]> {
+    core::mem::take(b)
+}
+
+/// The destination address of an IP packet with a valid header.
+fn dst_of(pkt: &[u8]) -> IpAddress {
+    if pkt[0] >> 4 == 6 {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&pkt[24..40]);
+        IpAddress::Ipv6(Ipv6Address::from_octets(b))
+    } else {
+        IpAddress::Ipv4(Ipv4Address::from_octets([
+            pkt[16], pkt[17], pkt[18], pkt[19],
+        ]))
+    }
+}
+
+fn src_of(pkt: &[u8]) -> IpAddress {
+    if pkt[0] >> 4 == 6 {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&pkt[8..24]);
+        IpAddress::Ipv6(Ipv6Address::from_octets(b))
+    } else {
+        IpAddress::Ipv4(Ipv4Address::from_octets([
+            pkt[12], pkt[13], pkt[14], pkt[15],
+        ]))
+    }
+}
+
+/// Checks an IP packet's header against its length; returns the packet's real length
+/// (Ethernet may pad short frames), or `None` if it is malformed.
+fn check_ip(pkt: &[u8]) -> Option<usize> {
+    match pkt.first()? >> 4 {
+        4 => {
+            let p = Ipv4Packet::new_checked(pkt).ok()?;
+            if !p.verify_checksum() || usize::from(p.header_len()) < IPV4_HEADER {
+                return None;
+            }
+            Some(usize::from(p.total_len()))
+        }
+        6 => {
+            let p = Ipv6Packet::new_checked(pkt).ok()?;
+            Some(p.total_len())
+        }
+        _ => None,
+    }
+}
+
+impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
+    /// A router over `links` and the optional tunnel; `tunnel_addrs` are the `[Interface]`
+    /// addresses (held by the local stack like the links' own).
+    pub fn new(
+        links: Vec<Link<D>>,
+        tunnel: Option<TunnelPort<R>>,
+        tunnel_addrs: Vec<IpCidr>,
+        now: Instant,
+    ) -> Router<D, R> {
+        // Routes: every link's subnets, the tunnel's AllowedIPs, then the gateways.
+        let mut targets = Vec::new();
+        let allowed_total = tunnel.as_ref().map_or(0, |t| {
+            t.device
+                .peers()
+                .map(|(id, _)| t.device.allowed_ips(id).count())
+                .sum()
+        });
+        let mut routes = AllowedIps::with_capacity(links.len() * 8 + allowed_total + 2);
+        let mut add = |routes: &mut AllowedIps, cidr: IpCidr, t: Target| {
+            let owner = match targets.iter().position(|x| *x == t) {
+                Some(i) => i,
+                None => {
+                    targets.push(t);
+                    targets.len() - 1
+                }
+            };
+            if let Some(p) = AllowedIp::new(to_core(cidr.address()), cidr.prefix_len()) {
+                let _ = routes.insert(p, owner as u16);
+            }
+        };
+        let mut defaults = Vec::new();
+        for (i, l) in links.iter().enumerate() {
+            if let Some(gw) = l.gateway_v4 {
+                defaults.push((
+                    IpCidr::new(IpAddress::Ipv4(Ipv4Address::UNSPECIFIED), 0),
+                    Target::Via(i, IpAddress::Ipv4(gw)),
+                ));
+            }
+            if let Some(gw) = l.gateway_v6 {
+                defaults.push((
+                    IpCidr::new(IpAddress::Ipv6(Ipv6Address::UNSPECIFIED), 0),
+                    Target::Via(i, IpAddress::Ipv6(gw)),
+                ));
+            }
+        }
+        // The first link with a gateway of a family holds the default route of it.
+        defaults.reverse();
+        for (cidr, t) in defaults {
+            add(&mut routes, cidr, t);
+        }
+        if let Some(t) = &tunnel {
+            for (id, _) in t.device.peers() {
+                for p in t.device.allowed_ips(id) {
+                    add(
+                        &mut routes,
+                        IpCidr::new(from_core(p.addr), p.prefix_len),
+                        Target::Tunnel,
+                    );
+                }
+            }
+        }
+        // Connected subnets last so that they win over an AllowedIPs prefix of equal length.
+        for (i, l) in links.iter().enumerate().rev() {
+            for c in &l.addrs {
+                add(
+                    &mut routes,
+                    IpCidr::new(c.address(), c.prefix_len()),
+                    Target::OnLink(i),
+                );
+            }
+        }
+        let mut local_mtu = links
+            .iter()
+            .map(|l| l.mtu)
+            .max()
+            .unwrap_or(1500)
+            .min(MAX_PACKET);
+        if let Some(t) = &tunnel {
+            local_mtu = local_mtu.min(t.mtu);
+        }
+        Router {
+            links,
+            tunnel,
+            local: LocalPort::new(local_mtu),
+            routes,
+            targets,
+            tunnel_addrs,
+            pending: Pending::new(PENDING),
+            rx: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            out: vec![0u8; DGRAM_BUF].into_boxed_slice(),
+            scratch: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            frag: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            held: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            now,
+            wall_ns: 0,
+            icmp_window: (now, 0),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Every address the local stack must hold: the tunnel's, the segments', then the
+    /// underlay links'. smoltcp takes the first address of a family as the source toward
+    /// destinations off its subnets, so the private addresses come first: the tunnel
+    /// accepts only those, and [`Router::forward`] keeps them off the underlay.
+    pub fn local_addresses(&self) -> Vec<IpCidr> {
+        let mut v: Vec<IpCidr> = self.tunnel_addrs.clone();
+        for segment in [true, false] {
+            for l in self.links.iter().filter(|l| l.is_segment() == segment) {
+                v.extend(l.addrs.iter().copied());
+            }
+        }
+        v
+    }
+
+    /// The route for `a`, for callers that check reachability (the ping prober).
+    pub fn has_route(&self, a: IpAddress) -> bool {
+        self.route(a).is_some()
+    }
+
+    fn route(&self, a: IpAddress) -> Option<Target> {
+        let t = self
+            .targets
+            .get(usize::from(self.routes.lookup(to_core(a))?))
+            .copied()?;
+        match t {
+            Target::Tunnel if self.tunnel.is_none() => None,
+            t => Some(t),
+        }
+    }
+
+    fn count(&mut self, reason: Drop) {
+        self.counters.drops[reason as usize] += 1;
+    }
+
+    /// Does all the work there is: frames from every NIC, the tunnel's timers, held
+    /// packets, router advertisements, and what the local stack sent. Returns whether
+    /// anything happened.
+    pub fn poll(&mut self, now: Instant, wall_ns: u64) -> bool {
+        self.now = now;
+        self.wall_ns = wall_ns;
+        let mut busy = false;
+        for i in 0..self.links.len() {
+            for _ in 0..BURST {
+                let mut rx = take(&mut self.rx);
+                let n = self.links[i].dev.receive_with(|f| {
+                    let n = f.len().min(rx.len());
+                    rx[..n].copy_from_slice(&f[..n]);
+                    n
+                });
+                if let Some(n) = n {
+                    self.links[i].counters.rx_frames += 1;
+                    self.frame_in(i, &mut rx[..n]);
+                }
+                self.rx = rx;
+                if n.is_none() {
+                    break;
+                }
+                busy = true;
+            }
+        }
+        busy |= self.drain_local();
+        busy |= self.tunnel_timers();
+        self.service_pending();
+        self.send_router_adverts();
+        busy
+    }
+
+    /// Routes what the local stack sent. Returns whether there was anything.
+    pub fn drain_local(&mut self) -> bool {
+        let mut any = false;
+        for _ in 0..LOCAL_RING {
+            let mut buf = take(&mut self.held);
+            let n = self.local.tx.pop_into(&mut buf);
+            if let Some(n) = n {
+                self.counters.local_out += 1;
+                self.forward(From::Local { errors: true }, &mut buf[..n]);
+            }
+            self.held = buf;
+            if n.is_none() {
+                break;
+            }
+            any = true;
+        }
+        any
+    }
+
+    // ----- ingress -------------------------------------------------------------------
+
+    fn malformed(&mut self, link: usize) {
+        self.links[link].counters.malformed += 1;
+        self.count(Drop::Malformed);
+    }
+
+    fn frame_in(&mut self, i: usize, frame: &mut [u8]) {
+        let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
+            return self.malformed(i);
+        };
+        let dst = eth.dst_addr();
+        if dst != self.links[i].mac && !dst.is_broadcast() && !dst.is_multicast() {
+            return self.count(Drop::NotForUs);
+        }
+        let src = eth.src_addr();
+        if !src.is_unicast() {
+            return self.malformed(i);
+        }
+        let ty = eth.ethertype();
+        let payload = &mut frame[ETH_HEADER..];
+        match ty {
+            EthernetProtocol::Arp => self.arp_in(i, payload),
+            EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 => {
+                let Some(len) = check_ip(payload) else {
+                    return self.malformed(i);
+                };
+                let is_v6 = ty == EthernetProtocol::Ipv6;
+                if (payload[0] >> 4 == 6) != is_v6 {
+                    return self.malformed(i);
+                }
+                self.ip_in(i, src, &mut payload[..len]);
+            }
+            _ => self.count(Drop::NotForUs),
+        }
+    }
+
+    fn arp_in(&mut self, i: usize, payload: &[u8]) {
+        let Ok(p) = ArpPacket::new_checked(payload) else {
+            return self.malformed(i);
+        };
+        let Ok(ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        }) = ArpRepr::parse(&p)
+        else {
+            return self.malformed(i);
+        };
+        let now = self.now;
+        let link = &mut self.links[i];
+        let sender = IpAddress::Ipv4(source_protocol_addr);
+        let for_us = link.owns(IpAddress::Ipv4(target_protocol_addr));
+        if source_hardware_addr.is_unicast() && link.on_link(sender) && !link.owns(sender) {
+            link.neigh.learn(sender, source_hardware_addr, now, for_us);
+            self.flush_held(i, sender);
+        }
+        let link = &mut self.links[i];
+        if operation == ArpOperation::Request && for_us {
+            let reply = ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: link.mac,
+                source_protocol_addr: target_protocol_addr,
+                target_hardware_addr: source_hardware_addr,
+                target_protocol_addr: source_protocol_addr,
+            };
+            let mut buf = [0u8; 28];
+            reply.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
+            link.transmit(source_hardware_addr, EthernetProtocol::Arp, &buf);
+        }
+    }
+
+    /// Whether `dst` is an address the local stack holds that traffic from `from` may
+    /// reach: an underlay link reaches only its own addresses; segments and the tunnel
+    /// reach the segments' and the tunnel's addresses.
+    fn local_for(&self, from: From, dst: IpAddress) -> Option<bool> {
+        let own_link = self
+            .links
+            .iter()
+            .position(|l| l.addrs.iter().any(|c| c.address() == dst));
+        let tunnel_addr = self.tunnel_addrs.iter().any(|c| c.address() == dst);
+        if own_link.is_none() && !tunnel_addr {
+            return None;
+        }
+        let ok = match from {
+            From::Local { .. } => true,
+            From::Link(i) if !self.links[i].is_segment() => own_link == Some(i),
+            From::Link(_) | From::Tunnel => {
+                tunnel_addr || own_link.is_some_and(|j| self.links[j].is_segment())
+            }
+        };
+        Some(ok)
+    }
+
+    fn deliver_local(&mut self, pkt: &[u8]) {
+        if self.local.rx.push(pkt) {
+            self.counters.local_in += 1;
+        } else {
+            self.count(Drop::LocalFull);
+        }
+    }
+
+    fn ip_in(&mut self, i: usize, src_mac: EthernetAddress, pkt: &mut [u8]) {
+        let dst = dst_of(pkt);
+        let src = src_of(pkt);
+        let v6 = pkt[0] >> 4 == 6;
+        // Control traffic the router answers itself.
+        if v6 && pkt[6] == u8::from(IpProtocol::Icmpv6) && self.ndp_in(i, src_mac, pkt) {
+            return;
+        }
+        if !v6 && pkt[9] == u8::from(IpProtocol::Udp) && self.dhcp_in(i, pkt) {
+            return;
+        }
+        let multicast = match dst {
+            IpAddress::Ipv4(a) => a.is_multicast() || self.links[i].is_v4_broadcast(a),
+            IpAddress::Ipv6(a) => a.is_multicast(),
+        };
+        if multicast {
+            return self.count(Drop::Unsupported);
+        }
+        // The tunnel's datagrams, straight from the frame.
+        if !self.links[i].is_segment() && self.links[i].owns(dst) {
+            if let Some(port) = self.tunnel.as_ref().map(|t| t.listen_port) {
+                if let Some(range) = udp_payload_to(pkt, port) {
+                    let from = SocketAddr::new(to_core(src), udp_src_port(pkt, range.start));
+                    return self.tunnel_in(from, &pkt[range]);
+                }
+            }
+        }
+        // Replies of masqueraded connections: the only transit from an underlay.
+        if !v6 && self.links[i].owns(dst) {
+            let now_secs = self.now.total_millis().max(0) as u64 / 1000;
+            if let Some(nat) = self.links[i].nat.as_mut() {
+                if nat.inbound(now_secs, pkt).is_ok() {
+                    return self.unmasqueraded(i, pkt);
+                }
+            }
+        }
+        match self.local_for(From::Link(i), dst) {
+            Some(true) => return self.deliver_local(pkt),
+            Some(false) => return self.count(Drop::Private),
+            None => {}
+        }
+        if !self.links[i].is_segment() {
+            return self.count(Drop::Private);
+        }
+        // A segment host must use its segment's addresses.
+        let link = &self.links[i];
+        let spoofed = match src {
+            IpAddress::Ipv4(_) => !link.on_link(src),
+            IpAddress::Ipv6(a) => !(link.on_link(src) || a.is_unicast_link_local()),
+        };
+        if spoofed {
+            return self.count(Drop::Spoofed);
+        }
+        self.forward(From::Link(i), pkt);
+    }
+
+    /// Forwards a reply the masquerade of link `i` translated back to a segment host.
+    fn unmasqueraded(&mut self, i: usize, pkt: &mut [u8]) {
+        let dst = dst_of(pkt);
+        match self.route(dst) {
+            Some(Target::OnLink(j)) if self.links[j].is_segment() => {
+                if pkt[8] <= 1 {
+                    self.count(Drop::TtlExceeded);
+                    return self.icmp_error(From::Link(i), pkt, 11, 0, 0);
+                }
+                decrement_ttl(pkt);
+                if pkt.len() > self.links[j].mtu {
+                    return self.count(Drop::TooBig);
+                }
+                self.counters.forwarded += 1;
+                self.send_ip(j, dst, pkt);
+            }
+            _ => self.count(Drop::Nat),
+        }
+    }
+
+    /// Handles the Neighbor Discovery messages; `true` if `pkt` was one (consumed).
+    fn ndp_in(&mut self, i: usize, src_mac: EthernetAddress, pkt: &[u8]) -> bool {
+        let Ok(ip) = Ipv6Packet::new_checked(pkt) else {
+            return false;
+        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let Ok(icmp) = Icmpv6Packet::new_checked(ip.payload()) else {
+            return false;
+        };
+        let ty = u8::from(icmp.msg_type());
+        if !(133..=137).contains(&ty) {
+            return false;
+        }
+        // RFC 4861: every NDP message has hop limit 255 (it never crossed a router).
+        if ip.hop_limit() != 255 {
+            self.malformed(i);
+            return true;
+        }
+        let Ok(Icmpv6Repr::Ndisc(repr)) =
+            Icmpv6Repr::parse(&src, &dst, &icmp, &ChecksumCapabilities::default())
+        else {
+            self.malformed(i);
+            return true;
+        };
+        let now = self.now;
+        let eth = |l: Option<RawHardwareAddress>| {
+            l.filter(|r| r.len() == 6)
+                .map(|r| EthernetAddress::from_bytes(r.as_bytes()))
+        };
+        match repr {
+            NdiscRepr::NeighborSolicit {
+                target_addr,
+                lladdr,
+            } => {
+                let link = &mut self.links[i];
+                let ours = link.owns(IpAddress::Ipv6(target_addr));
+                if !src.is_unspecified() {
+                    if let Some(mac) = eth(lladdr).filter(|m| m.is_unicast()) {
+                        link.neigh.learn(IpAddress::Ipv6(src), mac, now, ours);
+                        self.flush_held(i, IpAddress::Ipv6(src));
+                    }
+                }
+                if ours {
+                    let (to, to_mac, solicited) = if src.is_unspecified() {
+                        let all = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+                        (all, multicast_mac(all), false)
+                    } else {
+                        (src, src_mac, true)
+                    };
+                    let mut flags = NdiscNeighborFlags::OVERRIDE;
+                    if solicited {
+                        flags |= NdiscNeighborFlags::SOLICITED;
+                    }
+                    if self.links[i].is_segment() {
+                        flags |= NdiscNeighborFlags::ROUTER;
+                    }
+                    let mac = self.links[i].mac;
+                    let na = NdiscRepr::NeighborAdvert {
+                        flags,
+                        target_addr,
+                        lladdr: Some(mac.into()),
+                    };
+                    self.send_ndp(i, target_addr, to, to_mac, na);
+                }
+            }
+            NdiscRepr::NeighborAdvert {
+                target_addr,
+                lladdr,
+                ..
+            } => {
+                let mac = eth(lladdr).unwrap_or(src_mac);
+                let t = IpAddress::Ipv6(target_addr);
+                let link = &mut self.links[i];
+                if mac.is_unicast() && !link.owns(t) {
+                    link.neigh.learn(t, mac, now, false);
+                    self.flush_held(i, t);
+                }
+            }
+            NdiscRepr::RouterSolicit { lladdr } => {
+                if !src.is_unspecified() {
+                    if let Some(mac) = eth(lladdr).filter(|m| m.is_unicast()) {
+                        self.links[i]
+                            .neigh
+                            .learn(IpAddress::Ipv6(src), mac, now, true);
+                    }
+                }
+                let link = &mut self.links[i];
+                let recent = link
+                    .last_solicited_ra
+                    .is_some_and(|t| now - t < Duration::from_secs(1));
+                if !link.ra_prefixes.is_empty() && !recent {
+                    link.last_solicited_ra = Some(now);
+                    self.send_ra(i);
+                }
+            }
+            // Router advertisements and redirects from others: we are the router here.
+            _ => {}
+        }
+        true
+    }
+
+    fn send_ndp(
+        &mut self,
+        i: usize,
+        src: Ipv6Address,
+        dst: Ipv6Address,
+        dst_mac: EthernetAddress,
+        repr: NdiscRepr,
+    ) {
+        let icmp = Icmpv6Repr::Ndisc(repr);
+        let len = icmp.buffer_len();
+        let mut buf = [0u8; 128];
+        if IPV6_HEADER + len > buf.len() {
+            return;
+        }
+        write_ipv6(&mut buf, src, dst, IpProtocol::Icmpv6, len, 255);
+        icmp.emit(
+            &src,
+            &dst,
+            &mut Icmpv6Packet::new_unchecked(&mut buf[IPV6_HEADER..IPV6_HEADER + len]),
+            &ChecksumCapabilities::default(),
+        );
+        self.links[i].transmit(dst_mac, EthernetProtocol::Ipv6, &buf[..IPV6_HEADER + len]);
+    }
+
+    fn send_ra(&mut self, i: usize) {
+        let link = &self.links[i];
+        let all = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        let mut buf = take(&mut self.scratch);
+        let n = ra::build_ra(
+            &mut buf,
+            link.link_local,
+            all,
+            link.mac,
+            &link.ra_prefixes,
+            link.mtu as u16,
+            ra::ROUTER_LIFETIME_SECS,
+        );
+        if n > 0 {
+            let link = &mut self.links[i];
+            if link.transmit(multicast_mac(all), EthernetProtocol::Ipv6, &buf[..n]) {
+                self.counters.router_adverts += 1;
+            }
+        }
+        self.scratch = buf;
+    }
+
+    fn send_router_adverts(&mut self) {
+        for i in 0..self.links.len() {
+            let link = &mut self.links[i];
+            if link.ra_prefixes.is_empty() || self.now < link.next_ra {
+                continue;
+            }
+            link.next_ra = self.now + Duration::from_secs(ra::RA_INTERVAL_SECS);
+            self.send_ra(i);
+        }
+    }
+
+    /// Serves DHCP on a segment; `true` if `pkt` was a datagram to the server port.
+    fn dhcp_in(&mut self, i: usize, pkt: &[u8]) -> bool {
+        if self.links[i].dhcp.is_none() {
+            return false;
+        }
+        let Some(range) = udp_payload_to(pkt, 67) else {
+            return false;
+        };
+        let dst = dst_of(pkt);
+        let link = &self.links[i];
+        let to_us = match dst {
+            IpAddress::Ipv4(a) => a.is_broadcast() || link.owns(dst),
+            IpAddress::Ipv6(_) => false,
+        };
+        if !to_us {
+            return false;
+        }
+        let Some(our) = link.first_v4() else {
+            return false;
+        };
+        let mut buf = take(&mut self.scratch);
+        let now_secs = self.now.total_millis().max(0) as u64 / 1000;
+        let hdr = IPV4_HEADER + UDP_HEADER;
+        let result = self.links[i]
+            .dhcp
+            .as_mut()
+            .map(|d| d.handle(now_secs, &pkt[range], &mut buf[hdr..]));
+        match result {
+            Some(Ok(Some(reply))) => {
+                let n = reply.len;
+                write_udp(&mut buf[IPV4_HEADER..], 67, 68, n);
+                udp4_checksum(&mut buf[IPV4_HEADER..hdr + n], &our, &reply.dst_ip);
+                write_ipv4(
+                    &mut buf,
+                    our,
+                    reply.dst_ip,
+                    IpProtocol::Udp,
+                    UDP_HEADER + n,
+                    64,
+                );
+                let link = &mut self.links[i];
+                if link.transmit(reply.dst_mac, EthernetProtocol::Ipv4, &buf[..hdr + n]) {
+                    self.counters.dhcp_replies += 1;
+                }
+            }
+            Some(Ok(None)) | None => {}
+            Some(Err(_)) => self.count(Drop::Dhcp),
+        }
+        self.scratch = buf;
+        true
+    }
+
+    // ----- the tunnel ----------------------------------------------------------------
+
+    fn tunnel_in(&mut self, from: SocketAddr, datagram: &[u8]) {
+        let Some(mut t) = self.tunnel.take() else {
+            return;
+        };
+        let mut out = take(&mut self.out);
+        let r = t.device.decapsulate(self.now, from, datagram, &mut out);
+        let action = Action::of(r);
+        self.tunnel = Some(t);
+        self.act(action, &mut out);
+        // A completed handshake releases the packets that waited for it.
+        for _ in 0..BURST {
+            let Some(t) = self.tunnel.as_mut() else { break };
+            let r = t.device.dequeue(self.now, &mut out);
+            let a = Action::of(r);
+            if a == Action::Nothing {
+                break;
+            }
+            self.act(a, &mut out);
+        }
+        self.out = out;
+    }
+
+    fn tunnel_timers(&mut self) -> bool {
+        let mut busy = false;
+        let mut out = take(&mut self.out);
+        for _ in 0..BURST {
+            let Some(t) = self.tunnel.as_mut() else { break };
+            let wnow = Now {
+                instant: self.now,
+                wall_ns: self.wall_ns,
+            };
+            let a = Action::of(t.device.update_timers(wnow, &mut out));
+            if a == Action::Nothing {
+                break;
+            }
+            busy = true;
+            self.act(a, &mut out);
+        }
+        self.out = out;
+        busy
+    }
+
+    /// Carries out what the tunnel asked for; the bytes are in `buf`.
+    fn act(&mut self, a: Action, buf: &mut [u8]) {
+        match a {
+            Action::Send(to, n) => {
+                let mut d = self
+                    .tunnel
+                    .as_mut()
+                    .map(|t| take(&mut t.dgram))
+                    .unwrap_or_default();
+                if d.len() >= HEADROOM + n {
+                    d[HEADROOM..HEADROOM + n].copy_from_slice(&buf[..n]);
+                    self.send_datagram(to, &mut d, n);
+                }
+                if let Some(t) = self.tunnel.as_mut() {
+                    t.dgram = d;
+                }
+            }
+            Action::Deliver(n) => {
+                self.counters.from_tunnel += 1;
+                if check_ip(&buf[..n]).is_some() {
+                    self.forward(From::Tunnel, &mut buf[..n]);
+                } else {
+                    self.count(Drop::Malformed);
+                }
+            }
+            Action::Nothing => {}
+        }
+    }
+
+    /// Sends the datagram at `d[HEADROOM..HEADROOM + n]` to `to` from the underlay link
+    /// that reaches it, writing the UDP and IP headers in front of it.
+    fn send_datagram(&mut self, to: SocketAddr, d: &mut [u8], n: usize) {
+        let dst = from_core(to.ip());
+        let port = self.tunnel.as_ref().map_or(0, |t| t.listen_port);
+        let hop = match self.route(dst) {
+            Some(Target::OnLink(j)) if !self.links[j].is_segment() => (j, dst),
+            Some(Target::Via(j, gw)) if !self.links[j].is_segment() => (j, gw),
+            _ => {
+                // Fall back to any underlay link on the endpoint's subnet.
+                match self
+                    .links
+                    .iter()
+                    .position(|l| !l.is_segment() && l.on_link(dst))
+                {
+                    Some(j) => (j, dst),
+                    None => return self.count(Drop::NoRoute),
+                }
+            }
+        };
+        let link = &self.links[hop.0];
+        let start = match dst {
+            IpAddress::Ipv4(d4) => {
+                let Some(s) = link.first_v4() else {
+                    return self.count(Drop::NoRoute);
+                };
+                let at = HEADROOM - UDP_HEADER - IPV4_HEADER;
+                write_udp(&mut d[HEADROOM - UDP_HEADER..], port, to.port(), n);
+                write_ipv4(&mut d[at..], s, d4, IpProtocol::Udp, UDP_HEADER + n, 64);
+                at
+            }
+            IpAddress::Ipv6(d6) => {
+                let Some(s) = link.first_v6() else {
+                    return self.count(Drop::NoRoute);
+                };
+                write_udp(&mut d[HEADROOM - UDP_HEADER..], port, to.port(), n);
+                udp6_checksum(&mut d[HEADROOM - UDP_HEADER..HEADROOM + n], &s, &d6);
+                write_ipv6(d, s, d6, IpProtocol::Udp, UDP_HEADER + n, 64);
+                0
+            }
+        };
+        self.send_ip(hop.0, hop.1, &d[start..HEADROOM + n]);
+    }
+
+    // ----- forwarding ----------------------------------------------------------------
+
+    /// Routes one IP packet (valid header, exact length) that came from `from`.
+    fn forward(&mut self, from: From, pkt: &mut [u8]) {
+        let v6 = pkt[0] >> 4 == 6;
+        let dst = dst_of(pkt);
+        if let From::Link(_) | From::Tunnel = from {
+            match self.local_for(from, dst) {
+                Some(true) => return self.deliver_local(pkt),
+                Some(false) => return self.count(Drop::Private),
+                None => {}
+            }
+        } else if self.local_for(from, dst) == Some(true) {
+            // The local stack talking to itself.
+            return self.deliver_local(pkt);
+        }
+        let errors = !matches!(from, From::Local { errors: false });
+        let Some(target) = self.route(dst) else {
+            self.count(Drop::NoRoute);
+            if errors {
+                // Destination unreachable: no route.
+                if v6 {
+                    self.icmp_error(from, pkt, 1, 0, 0);
+                } else {
+                    self.icmp_error(from, pkt, 3, 0, 0);
+                }
+            }
+            return;
+        };
+        let egress_segment = |r: &Self, j: usize| r.links[j].is_segment();
+        let src = src_of(pkt);
+        let (allowed, nat) = match (from, target) {
+            // The appliance's own packets leave an underlay link from that link's address
+            // (masqueraded when it has Egress = nat), and enter the tunnel from a private one.
+            (From::Local { .. }, Target::OnLink(j) | Target::Via(j, _)) => {
+                if self.links[j].is_segment() || self.links[j].owns(src) {
+                    (true, false)
+                } else {
+                    let nat = self.links[j].nat.is_some() && !v6;
+                    (nat, nat)
+                }
+            }
+            (From::Local { .. }, Target::Tunnel) => {
+                let underlay_src = self.links.iter().any(|l| !l.is_segment() && l.owns(src));
+                (!underlay_src, false)
+            }
+            (From::Link(i), Target::Tunnel) => (self.links[i].is_segment(), false),
+            (From::Link(i), Target::OnLink(j) | Target::Via(j, _)) => {
+                if !self.links[i].is_segment() {
+                    (false, false)
+                } else if egress_segment(self, j) {
+                    (true, false)
+                } else {
+                    let nat = self.links[j].nat.is_some() && !v6;
+                    (nat, nat)
+                }
+            }
+            (From::Tunnel, Target::OnLink(j)) => (egress_segment(self, j), false),
+            (From::Tunnel, Target::Tunnel) => {
+                self.count(Drop::Hairpin);
+                return;
+            }
+            (From::Tunnel, Target::Via(..)) => (false, false),
+        };
+        if !allowed {
+            self.count(Drop::Private);
+            if let From::Link(_) = from {
+                // Administratively prohibited: the segment learns the address is off limits.
+                if v6 {
+                    self.icmp_error(from, pkt, 1, 1, 0);
+                } else {
+                    self.icmp_error(from, pkt, 3, 13, 0);
+                }
+            }
+            return;
+        }
+        // TTL / hop limit (not for the local stack's own packets).
+        if !matches!(from, From::Local { .. }) {
+            let ttl = if v6 { pkt[7] } else { pkt[8] };
+            if ttl <= 1 {
+                self.count(Drop::TtlExceeded);
+                if v6 {
+                    self.icmp_error(from, pkt, 3, 0, 0);
+                } else {
+                    self.icmp_error(from, pkt, 11, 0, 0);
+                }
+                return;
+            }
+            if v6 {
+                pkt[7] -= 1;
+            } else {
+                decrement_ttl(pkt);
+            }
+        }
+        let mtu = match target {
+            Target::Tunnel => self.tunnel.as_ref().map_or(0, |t| t.mtu),
+            Target::OnLink(j) | Target::Via(j, _) => self.links[j].mtu,
+        };
+        if nat {
+            let j = match target {
+                Target::OnLink(j) | Target::Via(j, _) => j,
+                Target::Tunnel => return,
+            };
+            let now_secs = self.now.total_millis().max(0) as u64 / 1000;
+            let r = self.links[j]
+                .nat
+                .as_mut()
+                .map(|n| n.outbound(now_secs, pkt));
+            if !matches!(r, Some(Ok(()))) {
+                return self.count(Drop::Nat);
+            }
+        }
+        if pkt.len() > mtu {
+            let df = !v6 && pkt[6] & 0x40 != 0;
+            if v6 || df {
+                self.count(Drop::TooBig);
+                if errors {
+                    if v6 {
+                        self.icmp_error(from, pkt, 2, 0, mtu as u32);
+                    } else {
+                        self.icmp_error(from, pkt, 3, 4, mtu as u32);
+                    }
+                }
+                return;
+            }
+            let Some((n, per)) = fragment_plan(pkt, mtu) else {
+                return self.count(Drop::TooBig);
+            };
+            let mut frag = take(&mut self.frag);
+            for k in 0..n {
+                if let Some(len) = fragment(pkt, per, k, &mut frag) {
+                    self.counters.forwarded += 1;
+                    self.send_to(target, &mut frag[..len]);
+                }
+            }
+            self.frag = frag;
+            return;
+        }
+        if !matches!(from, From::Local { .. }) {
+            self.counters.forwarded += 1;
+        }
+        self.send_to(target, pkt);
+    }
+
+    fn send_to(&mut self, target: Target, pkt: &mut [u8]) {
+        match target {
+            Target::OnLink(j) => {
+                let dst = dst_of(pkt);
+                self.send_ip(j, dst, pkt)
+            }
+            Target::Via(j, gw) => self.send_ip(j, gw, pkt),
+            Target::Tunnel => {
+                let Some(mut t) = self.tunnel.take() else {
+                    return self.count(Drop::NoRoute);
+                };
+                let mut d = take(&mut t.dgram);
+                let wnow = Now {
+                    instant: self.now,
+                    wall_ns: self.wall_ns,
+                };
+                let a = Action::of(t.device.encapsulate(wnow, pkt, &mut d[HEADROOM..]));
+                self.tunnel = Some(t);
+                // Anything else was queued until a handshake completes, or refused
+                // (counted by the tunnel).
+                if let Action::Send(to, n) = a {
+                    self.counters.to_tunnel += 1;
+                    self.send_datagram(to, &mut d, n);
+                }
+                if let Some(t) = self.tunnel.as_mut() {
+                    t.dgram = d;
+                }
+            }
+        }
+    }
+
+    /// Sends an IP packet to `hop` on link `j`, resolving its MAC first.
+    fn send_ip(&mut self, j: usize, hop: IpAddress, pkt: &[u8]) {
+        let now = self.now;
+        let ty = if pkt[0] >> 4 == 6 {
+            EthernetProtocol::Ipv6
+        } else {
+            EthernetProtocol::Ipv4
+        };
+        let link = &mut self.links[j];
+        // Broadcast and multicast need no resolution.
+        let direct = match hop {
+            IpAddress::Ipv4(a) if link.is_v4_broadcast(a) => Some(EthernetAddress::BROADCAST),
+            IpAddress::Ipv6(a) if a.is_multicast() => Some(multicast_mac(a)),
+            _ => None,
+        };
+        if let Some(mac) = direct {
+            link.transmit(mac, ty, pkt);
+            return;
+        }
+        match link.neigh.lookup(hop, now) {
+            Lookup::Ready { mac, probe } => {
+                if !link.transmit(mac, ty, pkt) {
+                    self.count(Drop::TxFull);
+                }
+                if probe {
+                    self.probe(j, hop);
+                }
+            }
+            Lookup::Probe => {
+                self.hold(j, hop, pkt);
+                self.probe(j, hop);
+            }
+            Lookup::Wait => self.hold(j, hop, pkt),
+            Lookup::Unreachable => {
+                let n = self.pending.drop_for(j, hop) + 1;
+                self.counters.drops[Drop::NeighborUnreachable as usize] += n;
+            }
+        }
+    }
+
+    fn hold(&mut self, j: usize, hop: IpAddress, pkt: &[u8]) {
+        if self.pending.hold(j, hop, pkt, self.now) {
+            self.count(Drop::HoldOverflow);
+        }
+    }
+
+    /// Asks who has `hop` on link `j` (ARP request or neighbour solicitation).
+    fn probe(&mut self, j: usize, hop: IpAddress) {
+        let link = &mut self.links[j];
+        match hop {
+            IpAddress::Ipv4(a) => {
+                let Some(ours) = link
+                    .addrs
+                    .iter()
+                    .find_map(|c| match c {
+                        IpCidr::Ipv4(c) if c.contains_addr(&a) => Some(c.address()),
+                        _ => None,
+                    })
+                    .or_else(|| link.first_v4())
+                else {
+                    return;
+                };
+                let req = ArpRepr::EthernetIpv4 {
+                    operation: ArpOperation::Request,
+                    source_hardware_addr: link.mac,
+                    source_protocol_addr: ours,
+                    target_hardware_addr: EthernetAddress([0; 6]),
+                    target_protocol_addr: a,
+                };
+                let mut buf = [0u8; 28];
+                req.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
+                link.transmit(EthernetAddress::BROADCAST, EthernetProtocol::Arp, &buf);
+            }
+            IpAddress::Ipv6(a) => {
+                let sn = solicited_node(a);
+                let src = link.link_local;
+                let ns = NdiscRepr::NeighborSolicit {
+                    target_addr: a,
+                    lladdr: Some(link.mac.into()),
+                };
+                self.send_ndp(j, src, sn, multicast_mac(sn), ns);
+            }
+        }
+    }
+
+    /// Sends the packets that waited for `hop` on link `j`, now that it answered.
+    fn flush_held(&mut self, j: usize, hop: IpAddress) {
+        while let Some(k) = self.pending.find(j, hop) {
+            let mut buf = take(&mut self.held);
+            if let Some(n) = self.pending.take(k, &mut buf) {
+                self.send_ip(j, hop, &buf[..n]);
+            }
+            self.held = buf;
+        }
+    }
+
+    /// Re-probes next hops that packets wait for and drops packets that waited too long.
+    fn service_pending(&mut self) {
+        let expired = self.pending.expire(self.now);
+        self.counters.drops[Drop::NeighborUnreachable as usize] += expired;
+        let mut hops: heapless::Vec<(usize, IpAddress), PENDING> = heapless::Vec::new();
+        for h in self.pending.waiting() {
+            let _ = hops.push(h);
+        }
+        for (j, hop) in hops {
+            match self.links[j].neigh.lookup(hop, self.now) {
+                Lookup::Probe => self.probe(j, hop),
+                Lookup::Unreachable => {
+                    let n = self.pending.drop_for(j, hop);
+                    self.counters.drops[Drop::NeighborUnreachable as usize] += n;
+                }
+                Lookup::Ready { .. } => self.flush_held(j, hop),
+                Lookup::Wait => {}
+            }
+        }
+    }
+
+    /// Sends an ICMP error about `offender` back toward its source, from an address of the
+    /// port it came in on; rate limited.
+    fn icmp_error(&mut self, from: From, offender: &[u8], ty: u8, code: u8, word: u32) {
+        if let From::Local { errors: false } = from {
+            return;
+        }
+        let (start, sent) = self.icmp_window;
+        if self.now - start >= ICMP_WINDOW {
+            self.icmp_window = (self.now, 0);
+        } else if sent >= ICMP_BUDGET {
+            self.counters.icmp_suppressed += 1;
+            return;
+        }
+        let v6 = offender[0] >> 4 == 6;
+        let link = match from {
+            From::Link(i) => Some(i),
+            _ => self.links.iter().position(|l| l.is_segment()),
+        };
+        let mut buf = take(&mut self.scratch);
+        let n = if v6 {
+            let src = link.and_then(|i| self.links[i].first_v6()).or_else(|| {
+                self.tunnel_addrs.iter().find_map(|c| match c {
+                    IpCidr::Ipv6(c) => Some(c.address()),
+                    IpCidr::Ipv4(_) => None,
+                })
+            });
+            src.and_then(|s| icmpv6_error(&mut buf, s, offender, ty, code, word))
+        } else {
+            let src = link.and_then(|i| self.links[i].first_v4()).or_else(|| {
+                self.tunnel_addrs.iter().find_map(|c| match c {
+                    IpCidr::Ipv4(c) => Some(c.address()),
+                    IpCidr::Ipv6(_) => None,
+                })
+            });
+            src.and_then(|s| icmpv4_error(&mut buf, s, offender, ty, code, word))
+        };
+        if let Some(n) = n {
+            self.icmp_window.1 += 1;
+            self.counters.icmp_errors += 1;
+            self.forward(From::Local { errors: false }, &mut buf[..n]);
+        }
+        self.scratch = buf;
+    }
+}
+
+/// If `pkt` (valid IP header) is an unfragmented UDP datagram to `port`, the range of
+/// its payload within `pkt`.
+fn udp_payload_to(pkt: &[u8], port: u16) -> Option<core::ops::Range<usize>> {
+    let (proto, start) = if pkt[0] >> 4 == 6 {
+        (pkt[6], IPV6_HEADER)
+    } else {
+        let frag = u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff;
+        if frag != 0 {
+            return None;
+        }
+        (pkt[9], usize::from(pkt[0] & 0x0f) * 4)
+    };
+    if proto != u8::from(IpProtocol::Udp) || pkt.len() < start + UDP_HEADER {
+        return None;
+    }
+    let u = &pkt[start..];
+    if u16::from_be_bytes([u[2], u[3]]) != port {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([u[4], u[5]]));
+    if len < UDP_HEADER || start + len > pkt.len() {
+        return None;
+    }
+    Some(start + UDP_HEADER..start + len)
+}
+
+fn udp_src_port(pkt: &[u8], payload_start: usize) -> u16 {
+    let h = payload_start - UDP_HEADER;
+    u16::from_be_bytes([pkt[h], pkt[h + 1]])
+}
+
+/// A tunnel result without its borrow of the output buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Send(SocketAddr, usize),
+    Deliver(usize),
+    Nothing,
+}
+
+impl Action {
+    fn of(r: DeviceResult<'_>) -> Action {
+        match r {
+            DeviceResult::WriteToNetwork { to, datagram, .. } => Action::Send(to, datagram.len()),
+            DeviceResult::WriteToTunnelV4 { packet, .. }
+            | DeviceResult::WriteToTunnelV6 { packet, .. } => Action::Deliver(packet.len()),
+            DeviceResult::Done | DeviceResult::Err(_) => Action::Nothing,
+        }
+    }
+}
