@@ -880,7 +880,13 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         }
         match self.local_for(From::Link(i), dst) {
             Some(true) => return self.deliver_local(pkt),
-            Some(false) => return self.count(Drop::Private),
+            Some(false) => {
+                self.count(Drop::Private);
+                if self.links[i].is_segment() {
+                    self.prohibited(From::Link(i), pkt);
+                }
+                return;
+            }
             None => {}
         }
         if !self.links[i].is_segment() {
@@ -1312,12 +1318,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         if !allowed {
             self.count(Drop::Private);
             if let From::Link(_) = from {
-                // Administratively prohibited: the segment learns the address is off limits.
-                if v6 {
-                    self.icmp_error(from, pkt, 1, 1, 0);
-                } else {
-                    self.icmp_error(from, pkt, 3, 13, 0);
-                }
+                self.prohibited(from, pkt);
             }
             return;
         }
@@ -1534,6 +1535,16 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 Lookup::Ready { .. } => self.flush_held(j, hop),
                 Lookup::Wait => {}
             }
+        }
+    }
+
+    /// Tells a segment host its packet's destination is off limits (administratively
+    /// prohibited).
+    fn prohibited(&mut self, from: From, pkt: &[u8]) {
+        if pkt[0] >> 4 == 6 {
+            self.icmp_error(from, pkt, 1, 1, 0);
+        } else {
+            self.icmp_error(from, pkt, 3, 13, 0);
         }
     }
 

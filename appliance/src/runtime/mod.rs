@@ -362,3 +362,6 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mesh_tests;
