@@ -829,3 +829,139 @@ impl XorShift {
         (self.next() % n.max(1) as u64) as usize
     }
 }
+
+// ----- segments: Role, DHCP, router advertisements, egress -------------------------
+
+const SEGMENT: &str = "\
+[Link]
+Address = 192.168.100.1/24
+Gateway = 192.168.100.254
+Egress = nat
+
+[Link]
+Role = segment
+Address = 10.20.1.1/24, fd20:ab:cd:1::1/64
+LeaseTime = 600
+StaticLease = 52:54:00:aa:bb:01, 10.20.1.10
+StaticLease = 52-54-00-aa-bb-02, 10.20.1.11
+";
+
+#[test]
+fn a_segment_link_gets_dhcp_and_router_advertisements_by_default() {
+    use vdcnet_appliance::config::Role;
+    let c = ok(SEGMENT);
+    assert_eq!(c.links[0].role, Role::Underlay);
+    assert!(c.links[0].egress_nat);
+    assert!(c.links[0].dhcp.is_none() && !c.links[0].send_ra);
+    let s = &c.links[1];
+    assert_eq!(s.role, Role::Segment);
+    assert!(!s.egress_nat && s.send_ra);
+    let d = s.dhcp.as_ref().expect("DHCP server on by default");
+    assert_eq!(d.lease_secs, 600);
+    assert_eq!(
+        d.static_leases,
+        vec![
+            (
+                EthernetAddress([0x52, 0x54, 0, 0xaa, 0xbb, 1]),
+                Ipv4Address::new(10, 20, 1, 10)
+            ),
+            (
+                EthernetAddress([0x52, 0x54, 0, 0xaa, 0xbb, 2]),
+                Ipv4Address::new(10, 20, 1, 11)
+            ),
+        ]
+    );
+    let off = ok("[Link]\nRole = segment\nAddress = 10.20.1.1/24\nDHCPServer = no\nSendRA = off\n");
+    assert!(off.links[0].dhcp.is_none() && !off.links[0].send_ra);
+    let default_lease = ok("[Link]\nRole = Segment\nAddress = 10.20.1.1/24\n");
+    assert_eq!(
+        default_lease.links[0].dhcp.as_ref().unwrap().lease_secs,
+        3600
+    );
+}
+
+#[test]
+fn segment_keys_on_an_underlay_link_are_errors() {
+    assert_error(
+        "[Link]\nAddress = 10.0.2.15/24\nDHCPServer = yes\n",
+        3,
+        "DHCPServer is only for a [Link] with Role = segment",
+    );
+    assert_error(
+        "[Link]\nAddress = 10.0.2.15/24\nStaticLease = 52:54:00:aa:bb:01, 10.0.2.20\n",
+        3,
+        "StaticLease is only for a [Link] with Role = segment",
+    );
+    assert_error(
+        "[Link]\nRole = segment\nAddress = 10.20.1.1/24\nEgress = nat\n",
+        4,
+        "Egress is set on the underlay [Link]",
+    );
+    assert_error(
+        "[Link]\nRole = router\nAddress = 10.0.2.15/24\n",
+        2,
+        "Role \"router\" is not one of",
+    );
+    assert_error(
+        "[Link]\nAddress = 10.0.2.15/24\nEgress = masquerade\n",
+        3,
+        "Egress \"masquerade\"",
+    );
+    assert_error(
+        "[Link]\nAddress = fd00::1/64\nEgress = nat\n",
+        3,
+        "Egress = nat needs an IPv4 Address",
+    );
+}
+
+#[test]
+fn bad_dhcp_settings_name_their_line() {
+    let base = "[Link]\nRole = segment\nAddress = 10.20.1.1/24\n";
+    for (line, needle) in [
+        (
+            "LeaseTime = 10",
+            "LeaseTime \"10\" is not a number of seconds in 60..=604800",
+        ),
+        ("LeaseTime = 1h", "LeaseTime \"1h\""),
+        (
+            "DHCPServer = maybe",
+            "DHCPServer \"maybe\" is not yes or no",
+        ),
+        (
+            "StaticLease = 52:54:00:aa:bb:01",
+            "StaticLease is a MAC and an IPv4 address",
+        ),
+        (
+            "StaticLease = 52:54:00:aa:bb:01, 10.20.2.5",
+            "is not inside any IPv4 subnet",
+        ),
+        (
+            "StaticLease = 52:54:00:aa:bb:01, 10.20.1.1",
+            "is this [Link]'s own address",
+        ),
+        (
+            "StaticLease = 52:54:00:aa:bb:01, 10.20.1.255",
+            "broadcast address",
+        ),
+        (
+            "StaticLease = 52:54:00:aa:bb:01, fd00::5",
+            "is not an IPv4 address",
+        ),
+        (
+            "StaticLease = 01:54:00:aa:bb:01, 10.20.1.5",
+            "StaticLease: MACAddress",
+        ),
+    ] {
+        assert_error(&format!("{base}{line}\n"), 4, needle);
+    }
+    assert_error(
+        &format!("{base}StaticLease = 52:54:00:aa:bb:01, 10.20.1.5\nStaticLease = 52:54:00:aa:bb:01, 10.20.1.6\n"),
+        5,
+        "already given at line 4",
+    );
+    assert_error(
+        "[Link]\nRole = segment\nAddress = fd20::1/64\nDHCPServer = yes\n",
+        4,
+        "DHCPServer = yes needs an IPv4 Address",
+    );
+}
