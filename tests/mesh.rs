@@ -1,13 +1,15 @@
 //! `vdcnet mesh` configs booted for real: three appliances on one underlay wire form a
-//! WireGuard full mesh, every node reaches every other node's overlay addresses (v4 and
-//! v6), and the underlay carries only WireGuard.
+//! WireGuard full mesh, every node reaches every other node's segment address (v4 and v6),
+//! and the underlay carries only WireGuard. Each node's NIC 0 is on the underlay wire and
+//! NIC 1 (its segment link) on a tap into a namespace of its own.
 
 use vdcnet_qemu::mesh::MeshPlan;
 use vdcnet_qemu::{Nic, Vm, Wire, READY};
-use vdcnet_tests::{ok, TIMEOUT};
+use vdcnet_tests::{ok, require_root, TIMEOUT};
 
 #[test]
 fn three_node_mesh_from_generated_configs_reaches_every_overlay_address() {
+    require_root("three_node_mesh_from_generated_configs_reaches_every_overlay_address");
     let plan = MeshPlan {
         nodes: 3,
         ..MeshPlan::default()
@@ -31,6 +33,8 @@ fn three_node_mesh_from_generated_configs_reaches_every_overlay_address() {
                 .config(&n.config)
                 .append(&format!("vdcnet.ping={}", targets.join(",")))
                 .nic(Nic::wire(&wire))
+                // The segment: a tap whose far end is an (unconfigured) namespace.
+                .nic(Nic::tap_with(&[]))
                 .spawn())
         })
         .collect();

@@ -10,6 +10,10 @@
 //!   [`Wire`] (a software switch shared by several VMs), or a [`Tap`] whose far end is a
 //!   fresh network namespace ([`Netns`]) where real tools run.
 //! - [`tcp_echo`] and [`Netns::ping`] talk to an appliance's services.
+//! - [`mesh::MeshPlan`] generates the node files of a WireGuard full mesh, and
+//!   [`lab::Lab`] boots one from a topology: an underlay wire with per-node
+//!   [`LinkPolicy`] (cut, delay, jitter, loss, reordering) and a workload namespace behind
+//!   every node's segment, configured by DHCP and SLAAC.
 //!
 //! TCG is the default accelerator; `VDCNET_ACCEL=kvm` selects KVM. `VDCNET_ECHO=1` copies
 //! every VM's console to stderr as it comes; `VDCNET_KEEP=1` keeps each VM's directory.
@@ -32,6 +36,7 @@ mod defmt_log;
 mod error;
 mod host;
 mod image;
+pub mod lab;
 mod lines;
 mod machine;
 pub mod mesh;

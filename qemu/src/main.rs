@@ -23,12 +23,18 @@ commands:
       --append STR        extra kernel command line (e.g. vdcnet.fault=page)
   demo                  two appliances on a shared wire, a host forward and a namespace:
                         shows pings and TCP echo crossing them, step by step
-  mesh --nodes N --out DIR   write the node files of an N-node WireGuard full mesh
-      --v4 A.B.0.0        the VDC's IPv4 /16 (default 10.20.0.0); node i gets A.B.i.0/24
-      --v6 P::|none       the VDC's ULA /48 (default fd20:ab:cd::); node i gets P:i::/64
+  mesh --nodes N --out DIR   write the node files of an N-node WireGuard full mesh: each
+                          node has an underlay link (NIC 0) and a segment link (NIC 1)
+      --v4 A.B.0.0        the VDC's IPv4 /16 (default 10.20.0.0); node i's segment is
+                          A.B.i.0/24, the node is A.B.i.1
+      --v6 P::|none       the VDC's ULA /48 (default fd20:ab:cd::); node i's segment is
+                          P:i::/64, the node is P:i::1
       --underlay A.B.C.0  the WAN /24 (default 192.168.100.0); node i is A.B.C.i
       --port P            WireGuard port (default 51820)
       --keepalive S       PersistentKeepalive on every peer (default 25; 0 = off)
+  lab FILE              boot a topology file (see qemu/labs/mesh3.lab): one underlay wire,
+                        every node's segment on a tap into its own workload namespace,
+                        configured by DHCP and SLAAC; prints addresses, Ctrl-C stops it
   test [ARGS...]        install what the tests need (as root, apt-get), then run
                         `cargo test --workspace --release --no-fail-fast [ARGS...]`
   bench [options]       boot time vs a minimal PVH kernel, image size, idle CPU, memory floor
@@ -53,6 +59,7 @@ fn main() -> ExitCode {
         "test" => cmd::test::main(&rest),
         "bench" => cmd::bench::main(&rest),
         "mesh" => cmd::mesh::main(&rest),
+        "lab" => cmd::lab::main(&rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -9,9 +9,10 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::{self, run, unique};
+use crate::nic::Mac;
 use std::net::IpAddr;
 use std::process::{Command, Output, Stdio};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,25 @@ impl Netns {
         host::run_command(&mut cmd)
     }
 
+    /// Writes `value` to `/proc/sys/<key>` inside the namespace, `key` in slash form
+    /// (e.g. `net/ipv6/conf/default/accept_ra`).
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        if !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_-.".contains(c))
+            || key.contains("..")
+            || !value.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(Error::new(
+                ErrorKind::Spawn,
+                format!("refusing sysctl {key:?} = {value:?}"),
+            ));
+        }
+        let mut cmd = self.command("sh");
+        cmd.args(["-c", &format!("echo {value} > /proc/sys/{key}")]);
+        host::run_command(&mut cmd).map(|_| ())
+    }
+
     /// A command that runs `program` inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("ip");
@@ -163,11 +183,17 @@ impl Drop for Netns {
     }
 }
 
-/// A tap device whose far end lives in its own namespace.
+/// A tap device whose far end lives in a namespace: its own, or one shared with whoever
+/// created it (then the namespace outlives the tap, e.g. across a VM's restarts).
 pub struct Tap {
+    /// The interface's name now: its host name until moved, then its namespace name.
     name: String,
-    ns: Netns,
+    ns: Arc<Netns>,
     addrs: Vec<String>,
+    /// The name to take in the namespace, if not the host name.
+    ns_name: Option<String>,
+    /// The MAC address the namespace side takes, if not the kernel's random one.
+    mac: Option<Mac>,
     moved: bool,
 }
 
@@ -176,20 +202,35 @@ impl Tap {
     /// carrier shows when QEMU attaches). `addrs` are the namespace side's addresses with
     /// prefix length, e.g. `10.0.2.2/24`, `fec0::2/64`.
     pub fn create(addrs: &[String]) -> Result<Tap> {
-        let ns = Netns::create()?;
+        Tap::create_in(Arc::new(Netns::create()?), None, None, addrs)
+    }
+
+    /// Creates a tap whose far end goes into an existing namespace, renamed to `ns_name`
+    /// there (if given; the name must be free in that namespace) and with the MAC address
+    /// `mac` (if given). The namespace stays when the tap goes.
+    pub fn create_in(
+        ns: Arc<Netns>,
+        ns_name: Option<&str>,
+        mac: Option<Mac>,
+        addrs: &[String],
+    ) -> Result<Tap> {
+        require_root("a tap device")?;
+        sweep_leftovers();
         let name = format!("{TAP_PREFIX}{}x{}", std::process::id(), unique() % 10_000);
         run("ip", ["tuntap", "add", "dev", &name, "mode", "tap"])?;
         let tap = Tap {
             name,
             ns,
             addrs: addrs.to_vec(),
+            ns_name: ns_name.map(str::to_string),
+            mac,
             moved: false,
         };
         run("ip", ["link", "set", "dev", &tap.name, "up"])?;
         Ok(tap)
     }
 
-    /// The tap's interface name.
+    /// The tap's interface name (in its namespace once attached).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -236,6 +277,21 @@ impl Tap {
             ["link", "set", "dev", &self.name, "netns", self.ns.name()],
         )?;
         self.moved = true;
+        if let Some(ns_name) = self.ns_name.clone() {
+            self.ns
+                .ip(&["link", "set", "dev", &self.name, "name", &ns_name])?;
+            self.name = ns_name;
+        }
+        if let Some(mac) = self.mac {
+            self.ns.ip(&[
+                "link",
+                "set",
+                "dev",
+                &self.name,
+                "address",
+                &mac.to_string(),
+            ])?;
+        }
         for addr in &self.addrs {
             let mut args = vec!["addr", "add", addr.as_str(), "dev", &self.name];
             if addr.contains(':') {

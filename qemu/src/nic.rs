@@ -3,10 +3,11 @@
 
 use crate::error::Result;
 use crate::host::free_tcp_port;
-use crate::netns::Tap;
+use crate::netns::{Netns, Tap};
 use crate::wire::{Wire, WirePort};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 /// The TCP echo service's port on the appliance.
 pub const ECHO_PORT: u16 = 7;
@@ -49,6 +50,11 @@ pub(crate) enum NicKind {
     Wire(Wire),
     Tap {
         addrs: Vec<String>,
+    },
+    TapIn {
+        ns: Arc<Netns>,
+        ifname: String,
+        peer_mac: Option<Mac>,
     },
 }
 
@@ -115,6 +121,21 @@ impl Nic {
         }
     }
 
+    /// A tap device whose far end goes into an existing namespace as `ifname`, with MAC
+    /// address `peer_mac` (default: random), and no address: whoever owns the namespace
+    /// configures it (DHCP, SLAAC). The namespace outlives the VM, so a VM booted again
+    /// with the same `Nic` finds the same interface name and MAC address there.
+    pub fn tap_in(ns: &Arc<Netns>, ifname: &str, peer_mac: Option<Mac>) -> Nic {
+        Nic {
+            kind: NicKind::TapIn {
+                ns: ns.clone(),
+                ifname: ifname.to_string(),
+                peer_mac,
+            },
+            mac: None,
+        }
+    }
+
     /// Sets the NIC's MAC address (default: unique per NIC of this process).
     pub fn mac(mut self, mac: Mac) -> Nic {
         self.mac = Some(mac);
@@ -141,6 +162,11 @@ impl NicRuntime {
             },
             NicKind::Wire(wire) => NicRuntime::Wire(wire.attach_udp()?),
             NicKind::Tap { addrs } => NicRuntime::Tap(Tap::create(addrs)?),
+            NicKind::TapIn {
+                ns,
+                ifname,
+                peer_mac,
+            } => NicRuntime::Tap(Tap::create_in(ns.clone(), Some(ifname), *peer_mac, &[])?),
         })
     }
 

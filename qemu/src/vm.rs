@@ -587,6 +587,15 @@ impl Vm {
         self.nics.get(index).and_then(|n| n.forwarded(guest_port))
     }
 
+    /// The wire port of NIC `index`, if that NIC is on a wire (its id is what
+    /// [`Wire::set_policy`](crate::Wire::set_policy) takes).
+    pub fn wire_port(&self, index: usize) -> Option<&crate::WirePort> {
+        match self.nics.get(index) {
+            Some(NicRuntime::Wire(p)) => Some(p),
+            _ => None,
+        }
+    }
+
     /// The tap of NIC `index`, if that NIC is a tap.
     pub fn tap(&self, index: usize) -> Option<&Tap> {
         match self.nics.get(index) {

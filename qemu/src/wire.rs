@@ -5,29 +5,51 @@
 //! owns one UDP socket per attached NIC, so it always knows which port a frame came in on.
 //! It learns source MAC addresses and sends a unicast frame only to the port behind its
 //! destination; broadcast, multicast and unknown destinations go to every other port.
+//! A port's I/O is the [`PortIo`] trait, so a tap device in a namespace (or an in-memory
+//! fake in a test) can join a wire by implementing it.
 //!
-//! Every frame passes two hooks on its way: the ingress [`LinkPolicy`] of the port it came
-//! from and the egress policy of each port it leaves through. Today a policy can only cut a
-//! link (`up: false`); delay, loss and reordering belong in [`LinkPolicy`] and in
-//! `Switch::egress`, the one place frames leave the switch. A port's I/O is the
-//! [`PortIo`] trait, so a tap device in a namespace can join a wire by implementing it.
+//! # Link policies
+//!
+//! Each port has a [`LinkPolicy`]: the cable between the switch and the NIC. A frame from
+//! port A to port B crosses A's cable, then B's, so it meets both policies:
+//!
+//! - **cut** (`up: false`): frames from and to the port are dropped;
+//! - **drop**: each frame is lost with the given probability, once on A's cable (for all
+//!   the ports a flooded frame goes to) and once more on B's (per port);
+//! - **delay** and **jitter**: a frame leaves B `delay + U(0, jitter)` after it arrived,
+//!   summed over A's and B's policies. Jitter never reorders: a frame never leaves before
+//!   one queued ahead of it for the same port;
+//! - **reorder**: with this probability (combined over A and B) a frame is held back and
+//!   leaves right after the next frame for the same port; a frame held back longer than
+//!   [`REORDER_HOLD`] with nothing behind it leaves alone (and does not count as
+//!   reordered). A frame that follows a held frame is never held itself.
+//!
+//! Random decisions come from a small PRNG per port, seeded from [`LinkPolicy::seed`] and
+//! the port number whenever the policy is set: a run is repeatable for a given sequence of
+//! frames. Each port has its own egress scheduler thread, so a slow (delayed) port never
+//! holds up the others; a port whose policy has no delay and no reordering, and nothing
+//! queued, is sent to at once by the thread that received the frame.
+//!
+//! Every decision is counted per port in [`PortStats`].
 
 use crate::error::{Error, Result};
 use crate::host::free_udp_port;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The largest frame a port reads (virtio-net without offloads stays far below).
 const MAX_FRAME: usize = 65_536;
 /// How often a port's thread looks up from a blocking read to see whether it was closed.
 const POLL: Duration = Duration::from_millis(100);
+/// How long a frame held back for reordering waits for a frame to overtake it.
+pub const REORDER_HOLD: Duration = Duration::from_millis(50);
 
 /// The I/O of one switch port: whatever moves frames between the switch and a NIC.
 pub trait PortIo: Send + Sync + 'static {
@@ -70,42 +92,307 @@ impl PortIo for UdpPortIo {
     }
 }
 
-/// What the switch does to frames crossing one port, in both directions.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the switch does to frames crossing one port, in both directions: the cable
+/// between the switch and one NIC (see the module doc for how two cables combine).
+#[derive(Clone, Debug, PartialEq)]
 pub struct LinkPolicy {
     /// `false` cuts the link: frames from and to this port are dropped (and counted).
     pub up: bool,
+    /// Fixed one-way delay.
+    pub delay: Duration,
+    /// Extra random delay, uniform in `0..=jitter`, per frame.
+    pub jitter: Duration,
+    /// Probability (0.0..=1.0) that a frame is lost on this cable.
+    pub drop: f64,
+    /// Probability (0.0..=1.0) that a frame is held back behind the next one.
+    pub reorder: f64,
+    /// Seeds the port's PRNG (mixed with the port number) when the policy is set.
+    pub seed: u64,
 }
 
 impl Default for LinkPolicy {
     fn default() -> Self {
-        LinkPolicy { up: true }
+        LinkPolicy {
+            up: true,
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
+            drop: 0.0,
+            reorder: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+impl LinkPolicy {
+    /// A cut link.
+    pub fn cut() -> LinkPolicy {
+        LinkPolicy {
+            up: false,
+            ..LinkPolicy::default()
+        }
     }
 }
 
 /// Frame counters of one port, as seen from the switch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortStats {
-    /// Frames received from the NIC.
+    /// Frames received from the NIC and accepted (not cut, not lost on this cable).
     pub rx: u64,
     /// Frames sent to the NIC.
     pub tx: u64,
-    /// Frames dropped by a policy or a failed send.
+    /// Frames dropped for any reason: the sum of the three below.
     pub dropped: u64,
+    /// Dropped because the link was cut (either direction).
+    pub dropped_cut: u64,
+    /// Lost on this cable by the policy's drop probability (either direction).
+    pub dropped_loss: u64,
+    /// Dropped because they were not frames (runts), the port was closing, or the send
+    /// to the NIC failed.
+    pub dropped_error: u64,
+    /// Frames to the NIC that waited in the scheduler for a delay.
+    pub delayed: u64,
+    /// Frames to the NIC that were held back and overtaken by the next one.
+    pub reordered: u64,
+}
+
+/// Why a frame was dropped.
+#[derive(Clone, Copy)]
+enum DropReason {
+    Cut,
+    Loss,
+    Error,
+}
+
+/// SplitMix64: small, fast and good enough for loss and jitter decisions.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded(seed: u64, port: usize) -> Rng {
+        Rng(seed ^ (port as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True with probability `p` (never for p <= 0, always for p >= 1).
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && (p >= 1.0 || self.unit() < p)
+    }
+
+    /// Uniform in `0..=max`.
+    fn up_to(&mut self, max: Duration) -> Duration {
+        if max.is_zero() {
+            return Duration::ZERO;
+        }
+        let nanos = max.as_nanos().min(u64::MAX as u128) as u64;
+        Duration::from_nanos(self.next_u64() % (nanos + 1))
+    }
+}
+
+/// A port's policy and the PRNG its decisions draw from.
+struct Shaping {
+    policy: LinkPolicy,
+    rng: Rng,
+}
+
+/// What a frame's crossing of one cable decided.
+struct Crossing {
+    delay: Duration,
+    reorder: f64,
+}
+
+impl Shaping {
+    /// Decides one crossing: `Err` if the frame is dropped on this cable.
+    fn cross(&mut self) -> std::result::Result<Crossing, DropReason> {
+        let p = &self.policy;
+        if !p.up {
+            return Err(DropReason::Cut);
+        }
+        if self.rng.chance(p.drop) {
+            return Err(DropReason::Loss);
+        }
+        let jitter = self.rng.up_to(p.jitter);
+        Ok(Crossing {
+            delay: p.delay + jitter,
+            reorder: p.reorder,
+        })
+    }
+}
+
+/// One frame waiting in a port's scheduler.
+struct Pending {
+    due: Instant,
+    frame: Vec<u8>,
+    /// Held back: leaves right after the frame behind it.
+    held: bool,
+    delayed: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Pending>,
+    /// The latest due time queued so far: nothing is scheduled before it (no reordering
+    /// by jitter).
+    last_due: Option<Instant>,
 }
 
 struct Port {
     io: Box<dyn PortIo>,
-    policy: Mutex<LinkPolicy>,
+    shaping: Mutex<Shaping>,
     open: AtomicBool,
+    queue: Mutex<Queue>,
+    wake: Condvar,
     rx: AtomicU64,
     tx: AtomicU64,
-    dropped: AtomicU64,
+    dropped_cut: AtomicU64,
+    dropped_loss: AtomicU64,
+    dropped_error: AtomicU64,
+    delayed: AtomicU64,
+    reordered: AtomicU64,
 }
 
 impl Port {
-    fn is_up(&self) -> bool {
-        self.policy.lock().unwrap_or_else(|p| p.into_inner()).up
+    fn shaping(&self) -> std::sync::MutexGuard<'_, Shaping> {
+        self.shaping.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count_drop(&self, why: DropReason) {
+        match why {
+            DropReason::Cut => &self.dropped_cut,
+            DropReason::Loss => &self.dropped_loss,
+            DropReason::Error => &self.dropped_error,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> PortStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (cut, loss, error) = (
+            get(&self.dropped_cut),
+            get(&self.dropped_loss),
+            get(&self.dropped_error),
+        );
+        PortStats {
+            rx: get(&self.rx),
+            tx: get(&self.tx),
+            dropped: cut + loss + error,
+            dropped_cut: cut,
+            dropped_loss: loss,
+            dropped_error: error,
+            delayed: get(&self.delayed),
+            reordered: get(&self.reordered),
+        }
+    }
+
+    /// Sends one frame to the NIC now, unless the link was cut or closed meanwhile.
+    fn transmit(&self, frame: &[u8], delayed: bool) {
+        if !self.open.load(Ordering::Relaxed) {
+            self.count_drop(DropReason::Error);
+        } else if !self.shaping().policy.up {
+            self.count_drop(DropReason::Cut);
+        } else if self.io.send(frame).is_err() {
+            self.count_drop(DropReason::Error);
+        } else {
+            self.tx.fetch_add(1, Ordering::Relaxed);
+            if delayed {
+                self.delayed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The egress scheduler: sends queued frames when they are due, held frames right
+    /// after the frame behind them. Runs until the port is closed.
+    fn schedule(&self) {
+        let mut q = self.queue();
+        loop {
+            if !self.open.load(Ordering::Relaxed) {
+                let left = q.frames.len() as u64;
+                self.dropped_error.fetch_add(left, Ordering::Relaxed);
+                q.frames.clear();
+                return;
+            }
+            let now = Instant::now();
+            let Some(front) = q.frames.front() else {
+                q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                continue;
+            };
+            // What leaves now, in order, or how long to wait.
+            let (out, wait_until): (Vec<Pending>, Option<Instant>) = if !front.held {
+                if now >= front.due {
+                    (q.frames.pop_front().into_iter().collect(), None)
+                } else {
+                    (Vec::new(), Some(front.due))
+                }
+            } else if let Some(next) = q.frames.get(1) {
+                if now >= next.due {
+                    let held = q.frames.pop_front().expect("front exists");
+                    let next = q.frames.pop_front().expect("second exists");
+                    self.reordered.fetch_add(1, Ordering::Relaxed);
+                    (vec![next, held], None)
+                } else {
+                    (Vec::new(), Some(next.due))
+                }
+            } else {
+                let give_up = front.due + REORDER_HOLD;
+                if now >= give_up {
+                    (q.frames.pop_front().into_iter().collect(), None)
+                } else {
+                    (Vec::new(), Some(give_up))
+                }
+            };
+            if out.is_empty() {
+                let wait = wait_until.map_or(POLL, |t| t.saturating_duration_since(now));
+                q = self
+                    .wake
+                    .wait_timeout(q, wait.min(POLL))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+                continue;
+            }
+            // Send without the lock, so the receiving side can keep queueing.
+            drop(q);
+            for p in out {
+                self.transmit(&p.frame, p.delayed);
+            }
+            q = self.queue();
+        }
+    }
+
+    /// Hands a frame that crossed both cables to this port's egress.
+    fn enqueue(&self, frame: &[u8], delay: Duration, hold: bool) {
+        let mut q = self.queue();
+        if q.frames.is_empty() && delay.is_zero() && !hold {
+            drop(q);
+            self.transmit(frame, false);
+            return;
+        }
+        let now = Instant::now();
+        let due = (now + delay).max(q.last_due.unwrap_or(now));
+        q.last_due = Some(due);
+        // Never hold two frames in a row: the second is the one that overtakes.
+        let held = hold && !q.frames.back().is_some_and(|p| p.held);
+        q.frames.push_back(Pending {
+            due,
+            frame: frame.to_vec(),
+            held,
+            delayed: !delay.is_zero(),
+        });
+        drop(q);
+        self.wake.notify_one();
     }
 }
 
@@ -130,13 +417,20 @@ impl Switch {
         ports.get(id).and_then(|p| p.clone())
     }
 
-    /// One frame arrived on port `from`: apply policy, learn, and forward.
+    /// One frame arrived on port `from`: apply its cable's policy, learn, and forward.
     fn ingress(&self, from: usize, frame: &[u8]) {
         let Some(port) = self.port(from) else { return };
-        if frame.len() < 14 || !port.is_up() {
-            port.dropped.fetch_add(1, Ordering::Relaxed);
+        if frame.len() < 14 {
+            port.count_drop(DropReason::Error);
             return;
         }
+        let crossing = match port.shaping().cross() {
+            Ok(c) => c,
+            Err(why) => {
+                port.count_drop(why);
+                return;
+            }
+        };
         port.rx.fetch_add(1, Ordering::Relaxed);
         if let Some(pcap) = self.pcap.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             pcap.write(frame);
@@ -158,7 +452,7 @@ impl Switch {
         };
         match known {
             Some(to) if to == from => {}
-            Some(to) => self.egress(to, frame),
+            Some(to) => self.egress(to, frame, &crossing),
             None => {
                 let targets: Vec<usize> = {
                     let ports = self.ports.read().unwrap_or_else(|p| p.into_inner());
@@ -167,25 +461,43 @@ impl Switch {
                         .collect()
                 };
                 for to in targets {
-                    self.egress(to, frame);
+                    self.egress(to, frame, &crossing);
                 }
             }
         }
     }
 
-    /// The one place a frame leaves the switch.
-    fn egress(&self, to: usize, frame: &[u8]) {
+    /// The one place a frame leaves the switch: across port `to`'s cable, then straight
+    /// out or through the port's scheduler.
+    fn egress(&self, to: usize, frame: &[u8], ingress: &Crossing) {
         let Some(port) = self.port(to) else { return };
-        if !port.open.load(Ordering::Relaxed) || !port.is_up() || port.io.send(frame).is_err() {
-            port.dropped.fetch_add(1, Ordering::Relaxed);
-        } else {
-            port.tx.fetch_add(1, Ordering::Relaxed);
+        if !port.open.load(Ordering::Relaxed) {
+            port.count_drop(DropReason::Error);
+            return;
         }
+        let (delay, hold) = {
+            let mut shaping = port.shaping();
+            let crossing = match shaping.cross() {
+                Ok(c) => c,
+                Err(why) => {
+                    drop(shaping);
+                    port.count_drop(why);
+                    return;
+                }
+            };
+            // Held back if either cable holds it back.
+            let reorder = 1.0 - (1.0 - ingress.reorder) * (1.0 - crossing.reorder);
+            let hold = shaping.rng.chance(reorder);
+            (ingress.delay + crossing.delay, hold)
+        };
+        port.enqueue(frame, delay, hold);
     }
 
     fn detach(&self, id: usize) {
         if let Some(port) = self.port(id) {
             port.open.store(false, Ordering::Relaxed);
+            let _guard = port.queue();
+            port.wake.notify_all();
         }
         let mut ports = self.ports.write().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = ports.get_mut(id) {
@@ -251,19 +563,37 @@ impl Wire {
     /// Adds a port with any I/O (the hook for taps and other NIC kinds); returns its number.
     /// The port stays attached until [`Wire::detach`].
     pub fn attach(&self, io: Box<dyn PortIo>) -> Result<usize> {
+        let mut ports = self.switch.ports.write().unwrap_or_else(|p| p.into_inner());
+        let id = ports.len();
         let port = Arc::new(Port {
             io,
-            policy: Mutex::new(LinkPolicy::default()),
+            shaping: Mutex::new(Shaping {
+                policy: LinkPolicy::default(),
+                rng: Rng::seeded(0, id),
+            }),
             open: AtomicBool::new(true),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            dropped_cut: AtomicU64::new(0),
+            dropped_loss: AtomicU64::new(0),
+            dropped_error: AtomicU64::new(0),
+            delayed: AtomicU64::new(0),
+            reordered: AtomicU64::new(0),
         });
-        let id = {
-            let mut ports = self.switch.ports.write().unwrap_or_else(|p| p.into_inner());
-            ports.push(Some(port.clone()));
-            ports.len() - 1
-        };
+        ports.push(Some(port.clone()));
+        drop(ports);
+        {
+            let port = port.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("wire-{}-{id}-out", self.switch.name))
+                .spawn(move || port.schedule());
+            if let Err(e) = spawned {
+                self.switch.detach(id);
+                return Err(Error::io("spawning a switch port scheduler", e));
+            }
+        }
         let switch = self.switch.clone();
         thread::Builder::new()
             .name(format!("wire-{}-{id}", self.switch.name))
@@ -286,18 +616,19 @@ impl Wire {
         self.switch.detach(port);
     }
 
-    /// Sets the policy of one port (for example `LinkPolicy { up: false }` to cut it).
+    /// Sets the policy of one port (for example [`LinkPolicy::cut`]) and reseeds its
+    /// PRNG from `policy.seed`. Frames already queued keep their schedule.
     pub fn set_policy(&self, port: usize, policy: LinkPolicy) {
         if let Some(p) = self.switch.port(port) {
-            *p.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
+            let mut shaping = p.shaping();
+            shaping.rng = Rng::seeded(policy.seed, port);
+            shaping.policy = policy;
         }
     }
 
     /// The policy of one port, if it is attached.
     pub fn policy(&self, port: usize) -> Option<LinkPolicy> {
-        self.switch
-            .port(port)
-            .map(|p| p.policy.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        self.switch.port(port).map(|p| p.shaping().policy.clone())
     }
 
     /// Counters of every attached port, by port number.
@@ -306,19 +637,13 @@ impl Wire {
         ports
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| {
-                p.as_ref().map(|p| {
-                    (
-                        i,
-                        PortStats {
-                            rx: p.rx.load(Ordering::Relaxed),
-                            tx: p.tx.load(Ordering::Relaxed),
-                            dropped: p.dropped.load(Ordering::Relaxed),
-                        },
-                    )
-                })
-            })
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i, p.stats())))
             .collect()
+    }
+
+    /// Counters of one attached port.
+    pub fn port_stats(&self, port: usize) -> Option<PortStats> {
+        self.switch.port(port).map(|p| p.stats())
     }
 
     /// Writes every frame the switch accepts from now on to a pcap file (open it with
@@ -492,12 +817,13 @@ mod tests {
         let p1 = wire.attach_udp().unwrap();
         let (n0, n1) = (FakeNic::on(&p0), FakeNic::on(&p1));
 
-        wire.set_policy(p1.id(), LinkPolicy { up: false });
+        wire.set_policy(p1.id(), LinkPolicy::cut());
         n0.send(BROADCAST, A, b"lost");
         n1.send(BROADCAST, B, b"lost too");
         assert!(n1.received().is_empty());
         assert!(n0.received().is_empty());
         assert_eq!(wire.stats()[1].1.dropped, 2);
+        assert_eq!(wire.stats()[1].1.dropped_cut, 2);
 
         wire.set_policy(p1.id(), LinkPolicy::default());
         n0.send(BROADCAST, A, b"back");
@@ -533,5 +859,293 @@ mod tests {
         let frame_len = 14 + b"captured".len();
         assert_eq!(bytes.len(), 24 + 16 + frame_len);
         assert!(bytes.ends_with(b"captured"));
+    }
+
+    /// An in-memory NIC: the test pushes frames in, the switch's sends pile up.
+    #[derive(Default)]
+    struct MemNic {
+        inbox: Mutex<VecDeque<Vec<u8>>>,
+        inbox_ready: Condvar,
+        outbox: Mutex<Vec<Vec<u8>>>,
+        outbox_ready: Condvar,
+        fail_sends: AtomicBool,
+    }
+
+    /// The switch's side of a [`MemNic`].
+    struct MemIo(Arc<MemNic>);
+
+    impl PortIo for MemIo {
+        fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+            let nic = &self.0;
+            let mut inbox = nic.inbox.lock().unwrap();
+            if inbox.is_empty() {
+                inbox = nic.inbox_ready.wait_timeout(inbox, POLL).unwrap().0;
+            }
+            Ok(inbox.pop_front().map(|f| {
+                buf[..f.len()].copy_from_slice(&f);
+                f.len()
+            }))
+        }
+
+        fn send(&self, frame: &[u8]) -> io::Result<()> {
+            if self.0.fail_sends.load(Ordering::Relaxed) {
+                return Err(io::Error::other("send refused"));
+            }
+            self.0.outbox.lock().unwrap().push(frame.to_vec());
+            self.0.outbox_ready.notify_all();
+            Ok(())
+        }
+    }
+
+    impl MemNic {
+        fn attach(wire: &Wire) -> (Arc<MemNic>, usize) {
+            let nic = Arc::new(MemNic::default());
+            let id = wire.attach(Box::new(MemIo(nic.clone()))).unwrap();
+            (nic, id)
+        }
+
+        /// Sends a frame from `src` to `dst` whose payload is `seq` (4 bytes).
+        fn send(&self, dst: Mac, src: Mac, seq: u32) {
+            self.send_all(dst, src, seq..=seq);
+        }
+
+        /// Sends one frame per sequence number, all at once (the switch takes them
+        /// back to back).
+        fn send_all(&self, dst: Mac, src: Mac, seqs: impl IntoIterator<Item = u32>) {
+            let mut inbox = self.inbox.lock().unwrap();
+            for seq in seqs {
+                let mut frame = Vec::new();
+                frame.extend_from_slice(&dst);
+                frame.extend_from_slice(&src);
+                frame.extend_from_slice(&[0x88, 0xb5]);
+                frame.extend_from_slice(&seq.to_be_bytes());
+                inbox.push_back(frame);
+            }
+            self.inbox_ready.notify_all();
+        }
+
+        /// Waits (generously) until `n` frames arrived, then returns their sequence numbers.
+        fn wait_for(&self, n: usize) -> Vec<u32> {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut out = self.outbox.lock().unwrap();
+            while out.len() < n && Instant::now() < deadline {
+                out = self
+                    .outbox_ready
+                    .wait_timeout(out, Duration::from_millis(50))
+                    .unwrap()
+                    .0;
+            }
+            out.iter()
+                .map(|f| u32::from_be_bytes(f[14..18].try_into().unwrap()))
+                .collect()
+        }
+
+        fn got(&self) -> Vec<u32> {
+            self.wait_for(0)
+        }
+    }
+
+    /// Waits until the switch has dealt with `n` frames from port `id` (accepted or
+    /// dropped), so counters and queues can be read.
+    fn settle(wire: &Wire, id: usize, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let s = wire.port_stats(id).unwrap();
+            if s.rx + s.dropped >= n {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        panic!("port {id} did not take {n} frames");
+    }
+
+    /// The counters of port `id` once `ready` holds for them (the switch counts a frame
+    /// right after handing it over, so a test may see the frame first).
+    fn stats_when(wire: &Wire, id: usize, ready: impl Fn(&PortStats) -> bool) -> PortStats {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = wire.port_stats(id).unwrap();
+            if ready(&s) || Instant::now() >= deadline {
+                return s;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn loss_follows_the_seeded_prng_and_is_counted_per_reason() {
+        let run = |seed: u64| {
+            let wire = Wire::new("test-loss");
+            let (a, pa) = MemNic::attach(&wire);
+            let (b, pb) = MemNic::attach(&wire);
+            wire.set_policy(
+                pa,
+                LinkPolicy {
+                    drop: 0.3,
+                    seed,
+                    ..LinkPolicy::default()
+                },
+            );
+            for seq in 0..1000 {
+                a.send(B, A, seq);
+            }
+            settle(&wire, pa, 1000);
+            let sa = wire.port_stats(pa).unwrap();
+            assert_eq!(sa.rx + sa.dropped_loss, 1000);
+            assert_eq!(sa.dropped, sa.dropped_loss);
+            let got = b.wait_for(sa.rx as usize);
+            assert_eq!(got.len() as u64, sa.rx);
+            assert_eq!(stats_when(&wire, pb, |s| s.tx >= sa.rx).tx, sa.rx);
+            // Roughly 30% lost (binomial, n = 1000: far inside 5 sigma).
+            assert!((200..=400).contains(&sa.dropped_loss), "{sa:?}");
+            assert!(
+                got.windows(2).all(|w| w[0] < w[1]),
+                "loss alone never reorders"
+            );
+            got
+        };
+        let first = run(7);
+        assert_eq!(first, run(7), "the same seed loses the same frames");
+        assert_ne!(first, run(8), "another seed loses others");
+    }
+
+    #[test]
+    fn certain_loss_on_the_egress_cable_drops_everything_to_that_port_only() {
+        let wire = Wire::new("test-egress-loss");
+        let (a, pa) = MemNic::attach(&wire);
+        let (b, pb) = MemNic::attach(&wire);
+        let (c, _) = MemNic::attach(&wire);
+        wire.set_policy(
+            pb,
+            LinkPolicy {
+                drop: 1.0,
+                ..LinkPolicy::default()
+            },
+        );
+        for seq in 0..10 {
+            a.send(BROADCAST, A, seq);
+        }
+        assert_eq!(c.wait_for(10), (0..10).collect::<Vec<_>>());
+        settle(&wire, pa, 10);
+        assert!(b.got().is_empty());
+        let sb = stats_when(&wire, pb, |s| s.dropped >= 10);
+        assert_eq!((sb.dropped_loss, sb.dropped, sb.tx), (10, 10, 0));
+        assert_eq!(wire.port_stats(pa).unwrap().rx, 10);
+    }
+
+    #[test]
+    fn reorder_holds_a_frame_behind_the_next_and_lets_a_lone_one_go() {
+        let wire = Wire::new("test-reorder");
+        let (a, _) = MemNic::attach(&wire);
+        let (b, pb) = MemNic::attach(&wire);
+        // The delay gives frame 2 half a second to be queued behind frame 1 (a held frame
+        // gives up waiting only `REORDER_HOLD` after it is due), however busy the host.
+        wire.set_policy(
+            pb,
+            LinkPolicy {
+                reorder: 1.0,
+                delay: Duration::from_millis(500),
+                ..LinkPolicy::default()
+            },
+        );
+        // Every frame that may be held is: 1 waits for 2, 3 for 4; 5 has nothing behind it
+        // and leaves alone after the hold time.
+        a.send_all(B, A, 1..=5);
+        assert_eq!(b.wait_for(5), [2, 1, 4, 3, 5]);
+        let sb = stats_when(&wire, pb, |s| s.tx >= 5);
+        assert_eq!((sb.tx, sb.reordered, sb.dropped), (5, 2, 0));
+    }
+
+    #[test]
+    fn delay_and_jitter_keep_order_and_do_not_hold_up_other_ports() {
+        let wire = Wire::new("test-delay");
+        let (a, pa) = MemNic::attach(&wire);
+        let (slow, ps) = MemNic::attach(&wire);
+        let (fast, pf) = MemNic::attach(&wire);
+        let (jittery, pj) = MemNic::attach(&wire);
+        wire.set_policy(
+            ps,
+            LinkPolicy {
+                delay: Duration::from_secs(600),
+                ..LinkPolicy::default()
+            },
+        );
+        wire.set_policy(
+            pj,
+            LinkPolicy {
+                delay: Duration::from_millis(30),
+                jitter: Duration::from_millis(20),
+                seed: 3,
+                ..LinkPolicy::default()
+            },
+        );
+        let start = Instant::now();
+        a.send_all(BROADCAST, A, 0..50);
+        let all: Vec<u32> = (0..50).collect();
+        assert_eq!(fast.wait_for(50), all);
+        assert_eq!(jittery.wait_for(50), all, "jitter never reorders");
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        settle(&wire, pa, 50);
+        // Ten minutes of delay: nothing reached `slow`, and it kept no one waiting.
+        assert!(slow.got().is_empty());
+        let (ss, sf, sj) = (
+            wire.port_stats(ps).unwrap(),
+            stats_when(&wire, pf, |s| s.tx >= 50),
+            stats_when(&wire, pj, |s| s.tx >= 50),
+        );
+        assert_eq!((ss.tx, ss.delayed), (0, 0));
+        assert_eq!((sf.tx, sf.delayed), (50, 0));
+        assert_eq!((sj.tx, sj.delayed, sj.reordered), (50, 50, 0));
+        // Detaching drops what is still queued, counted as errors.
+        wire.detach(ps);
+        assert!(slow.got().is_empty());
+    }
+
+    #[test]
+    fn ingress_delay_of_the_sender_applies_to_every_port_it_reaches() {
+        let wire = Wire::new("test-ingress-delay");
+        let (a, pa) = MemNic::attach(&wire);
+        let (b, pb) = MemNic::attach(&wire);
+        let (c, pc) = MemNic::attach(&wire);
+        wire.set_policy(
+            pa,
+            LinkPolicy {
+                delay: Duration::from_millis(20),
+                ..LinkPolicy::default()
+            },
+        );
+        for seq in 0..5 {
+            a.send(BROADCAST, A, seq);
+        }
+        assert_eq!(b.wait_for(5), [0, 1, 2, 3, 4]);
+        assert_eq!(c.wait_for(5), [0, 1, 2, 3, 4]);
+        for p in [pb, pc] {
+            assert_eq!(stats_when(&wire, p, |s| s.tx >= 5).delayed, 5);
+        }
+        // Frames from `b` cross no delayed cable.
+        b.send(BROADCAST, B, 9);
+        assert_eq!(c.wait_for(6)[5], 9);
+        assert_eq!(stats_when(&wire, pc, |s| s.tx >= 6).delayed, 5);
+    }
+
+    #[test]
+    fn cut_runt_and_failed_sends_are_counted_apart() {
+        let wire = Wire::new("test-reasons");
+        let (a, pa) = MemNic::attach(&wire);
+        let (b, pb) = MemNic::attach(&wire);
+        a.inbox.lock().unwrap().push_back(vec![0u8; 10]); // a runt
+        a.inbox_ready.notify_all();
+        settle(&wire, pa, 1);
+        b.fail_sends.store(true, Ordering::Relaxed);
+        a.send(B, A, 1);
+        settle(&wire, pa, 2);
+        wire.set_policy(pa, LinkPolicy::cut());
+        a.send(B, A, 2);
+        settle(&wire, pa, 3);
+        let sa = wire.port_stats(pa).unwrap();
+        let sb = stats_when(&wire, pb, |s| s.dropped >= 1);
+        assert_eq!((sa.dropped_error, sa.dropped_cut, sa.rx), (1, 1, 1));
+        assert_eq!((sb.dropped_error, sb.tx), (1, 0));
+        assert!(b.got().is_empty());
     }
 }

@@ -1,13 +1,14 @@
 //! `vdcnet demo`: two appliances on one shared wire, meshed by a WireGuard tunnel (configs
-//! from `vdcnet mesh`); `a` also sits behind QEMU's user-mode network with a host forward,
-//! `b` also has a tap whose far end is a network namespace.
+//! from `vdcnet mesh`: NIC 0 underlay, NIC 1 segment); `a` also sits behind QEMU's
+//! user-mode network with a host forward (NIC 2), `b`'s segment is a tap whose far end is a
+//! network namespace (statically addressed: a workload without DHCP).
 //! Each step prints what it did and what came back; any failed step makes the exit
 //! status non-zero.
 //!
 //! ```text
 //!  host 127.0.0.1:P ──hostfwd──► a ◄──── wire (software switch) ────► b ◄──tap──► namespace
-//!                       10.0.2.15   10.10.0.1       10.10.0.2   10.30.0.15      10.30.0.1
-//!            overlay (WireGuard):   10.20.1.1 ◄═══════► 10.20.2.1
+//!                       10.0.2.15   10.10.0.1       10.10.0.2   10.20.2.1       10.20.2.2
+//!            segments via WireGuard: 10.20.1.1 ◄═══════► 10.20.2.1
 //! ```
 
 use super::{no_args, CmdResult};
@@ -20,23 +21,19 @@ use vdcnet_qemu::{
     ECHO_PORT,
 };
 
-/// Appended to `a`'s mesh config: link 1 behind QEMU's user-mode network.
+/// Appended to `a`'s mesh config: link 2 behind QEMU's user-mode network.
 const EXTRA_A: &str = "
-# a: link 1 behind QEMU's user-mode network
+# a: link 2 behind QEMU's user-mode network
 [Link]
 Address = 10.0.2.15/24, fec0::15/64
 Gateway = 10.0.2.2
 ";
 
-/// Appended to `b`'s mesh config: link 1 on a tap into a network namespace.
-const EXTRA_B: &str = "
-# b: link 1 on a tap into a network namespace
-[Link]
-Address = 10.30.0.15/24, fd30::15/64
-";
+/// The namespace behind `b`'s segment: a workload with static addresses.
+const B_WORKLOAD: [&str; 2] = ["10.20.2.2/24", "fd20:ab:cd:2::2/64"];
 
-/// The two nodes' configs: a WireGuard mesh over the wire (10.10.0.0/24), plus each one's
-/// extra link.
+/// The two nodes' configs: a WireGuard mesh over the wire (10.10.0.0/24), plus `a`'s
+/// user-mode link.
 fn configs() -> Result<(MeshNode, MeshNode), Error> {
     let plan = MeshPlan {
         nodes: 2,
@@ -46,10 +43,9 @@ fn configs() -> Result<(MeshNode, MeshNode), Error> {
     let mut nodes = plan
         .generate()
         .map_err(|e| Error::new(vdcnet_qemu::ErrorKind::Spawn, e))?;
-    let mut b = nodes.pop().expect("two nodes");
+    let b = nodes.pop().expect("two nodes");
     let mut a = nodes.pop().expect("two nodes");
     a.config.push_str(EXTRA_A);
-    b.config.push_str(EXTRA_B);
     Ok((a, b))
 }
 
@@ -137,25 +133,31 @@ pub fn main(args: &[String]) -> CmdResult {
     let (a_v4, b_v4) = (node_a.overlay_v4.to_string(), node_b.overlay_v4.to_string());
 
     let wire = Wire::new("demo");
+    let (a_segment, b_segment) = (Wire::new("demo-a-segment"), Wire::new("demo-b-segment"));
     let booted = steps.run(
-        "boot `a` (wire + user-mode NIC with a host forward) and `b` (wire + tap), pinging each other",
+        "boot `a` (wire + segment + user-mode NIC with a host forward) and `b` (wire + segment \
+         tap), pinging each other",
         || {
+            // `a`'s segment is a wire of its own with nothing else on it.
             let a = Vm::builder("a")
                 .image(&image)
                 .config(&node_a.config)
                 .append(&format!("vdcnet.ping=10.10.0.2,{b_v4},{b_v6}"))
                 .nic(Nic::wire(&wire))
+                .nic(Nic::wire(&a_segment))
                 .nic(Nic::user())
                 .spawn()?;
-            let mut b = Vm::builder("b")
+            let b = Vm::builder("b")
                 .image(&image)
                 .config(&node_b.config)
                 .append(&format!("vdcnet.ping=10.10.0.1,{a_v4},{a_v6}"))
-                .nic(Nic::wire(&wire));
-            if root {
-                b = b.nic(Nic::tap_with(&["10.30.0.1/24", "fd30::1/64"]));
-            }
-            let b = b.spawn()?;
+                .nic(Nic::wire(&wire))
+                .nic(if root {
+                    Nic::tap_with(&B_WORKLOAD)
+                } else {
+                    Nic::wire(&b_segment)
+                })
+                .spawn()?;
             let ready_a = a.wait_ready()?;
             let ready_b = b.wait_ready()?;
             let detail = format!("\n      a: {ready_a}\n      b: {ready_b}");
@@ -172,7 +174,7 @@ pub fn main(args: &[String]) -> CmdResult {
         }
     }
 
-    for addr in ["10.30.0.15", "fd30::15"] {
+    for addr in [b_v4.as_str(), b_v6.as_str()] {
         steps.run(&format!("ping b at {addr} from the namespace"), || {
             let ns = b.netns(1).ok_or_else(|| {
                 Error::new(

@@ -1,4 +1,5 @@
-//! `vdcnet mesh`: write the node files of an N-node full mesh (see `vdcnet_qemu::mesh`).
+//! `vdcnet mesh`: write the node files of an N-node full mesh (see `vdcnet_qemu::mesh`):
+//! each node has an underlay link (NIC 0) and a segment link (NIC 1) for its workloads.
 
 use super::{Args, CmdResult, UsageError};
 use std::path::PathBuf;
@@ -37,11 +38,13 @@ pub fn main(args: &[String]) -> CmdResult {
     for n in &nodes {
         let path = out.join(format!("{}.conf", n.name));
         write_private(&path, &n.config)?;
+        let seg6 = n.segment_v6.map(|a| format!(", {a}")).unwrap_or_default();
         let v6 = n.overlay_v6.map(|a| format!(", {a}")).unwrap_or_default();
         println!(
-            "{}: underlay {} overlay {}{v6} key {} -> {}",
+            "{}: underlay {} (nic 0), segment {}{seg6} (nic 1) at {}{v6}, key {} -> {}",
             n.name,
             n.underlay,
+            n.segment_v4,
             n.overlay_v4,
             n.public_key,
             path.display()

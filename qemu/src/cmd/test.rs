@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode, Stdio};
 use vdcnet_qemu::{is_root, workspace_root, IMAGE_TARGET};
 
 /// Debian packages the tests use, with a command each provides (for non-Debian hosts).
-const PACKAGES: [(&str, &str); 8] = [
+const PACKAGES: [(&str, &str); 9] = [
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("iputils-ping", "ping"),
     ("iproute2", "ip"),
@@ -15,6 +15,8 @@ const PACKAGES: [(&str, &str); 8] = [
     ("iperf3", "iperf3"),
     ("tcpdump", "tcpdump"),
     ("tshark", "tshark"),
+    // `vdcnet lab` and its tests: `busybox udhcpc` configures workload namespaces by DHCP.
+    ("busybox", "busybox"),
 ];
 
 fn quiet(cmd: &mut Command) -> Option<std::process::Output> {

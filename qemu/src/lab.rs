@@ -1,0 +1,1303 @@
+//! A lab: an N-node vdcnet mesh with real workloads, from a topology file or from Rust.
+//!
+//! [`Lab::start`] generates the nodes' configs with [`MeshPlan`], joins every node's NIC 0
+//! on one underlay [`Wire`] (optionally captured to a pcap file, each node's cable with its
+//! own [`LinkPolicy`]) and plugs NIC 1, the node's segment, into a tap whose far end is the
+//! node's *workload namespace*: a fresh network namespace where the interface
+//! [`WORKLOAD_IF`] is configured only the way a workload would configure itself. Once the
+//! appliance is ready, the lab runs `busybox udhcpc` there (with a small script of its own
+//! that applies address, router and MTU with `ip`) and waits for SLAAC to give the
+//! interface a global IPv6 address from the node's router advertisements.
+//!
+//! A node keeps its namespace for the lab's lifetime: [`Lab::restart`] kills and boots the
+//! VM again with the same config and MAC addresses, and the new tap comes back into the same
+//! namespace under the same name and MAC address, where DHCP and SLAAC run again.
+//!
+//! Everything here needs root (namespaces, taps) and `busybox` on the path.
+//!
+//! # Topology files
+//!
+//! An INI file: `[Section]` headers, `Key = Value` lines, comments from `#` or `;` to the
+//! end of the line. Keys and section kinds are case-insensitive. Several pairs may share a
+//! line, separated by commas (`Nodes = 3, V4 = 10.20.0.0`), except `Append`, which takes
+//! the rest of its line. Every mistake is reported with its line number; all of them at
+//! once.
+//!
+//! ```text
+//! [Lab]                      # required, once
+//! Nodes = 3                  # 2..=254, required
+//! V4 = 10.20.0.0             # the VDC's IPv4 /16: node i's segment is 10.20.i.0/24
+//! V6 = fd20:ab:cd::          # the VDC's IPv6 /48 (or `none`): node i's is P:i::/64
+//! Underlay = 192.168.100.0   # the underlay /24: node i is 192.168.100.i
+//! Port = 51820               # WireGuard port
+//! Keepalive = 25             # PersistentKeepalive (0 = off)
+//! Capture = /tmp/lab.pcap    # write every underlay frame to this pcap file
+//!
+//! [Underlay node2]           # node2's cable to the underlay switch; `[Underlay]` alone
+//! Delay = 20ms               #   means every node. Durations: us, ms, s (bare = ms)
+//! Jitter = 5ms               # extra uniform random delay, never reorders
+//! Drop = 1%                  # loss probability: percent or a fraction (0.01)
+//! Reorder = 0%               # probability of holding a frame behind the next one
+//! Cut = no                   # yes cuts the cable
+//! Seed = 1                   # the cable's PRNG seed
+//!
+//! [Workload node1]           # node1's workload namespace; `[Workload]` alone: every node
+//! MAC = 52:54:00:aa:bb:01    # its interface's MAC (default 52:54:00:57:00:<i>)
+//! StaticLease = 10.20.1.10   # the node's DHCP server gives that MAC this address
+//! DHCP = yes                 # run udhcpc (default yes)
+//! SLAAC = yes                # wait for a global IPv6 address (default yes if V6)
+//!
+//! [Node node3]               # the VM itself; `[Node]` alone: every node
+//! Append = vdcnet.ping=10.20.1.1   # extra kernel command line
+//! Memory = 64                # MiB
+//! ```
+//!
+//! Nodes are named `node1`..`nodeN` (or just `1`..`N`) in files; in the Rust API they are
+//! indexed from 0 (`lab.vm(0)` is `node1`). Sections apply in file order, so a named
+//! section after an unnamed one of its kind overrides it.
+//!
+//! ```no_run
+//! use vdcnet_qemu::lab::{Lab, Topology};
+//! use vdcnet_qemu::LinkPolicy;
+//! use std::time::Duration;
+//!
+//! let topo = Topology::new(3).underlay(1, LinkPolicy {
+//!     delay: Duration::from_millis(20),
+//!     ..LinkPolicy::default()
+//! });
+//! let lab = Lab::start(&topo)?;
+//! let to = lab.workload_v4(1).unwrap();
+//! lab.workload(0).ping(to.into(), Duration::from_secs(10))?;
+//! # Ok::<(), vdcnet_qemu::Error>(())
+//! ```
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::{self, TempDir};
+use crate::mesh::{MeshNode, MeshPlan, MAX_NODES};
+use crate::netns::Netns;
+use crate::nic::{Mac, Nic};
+use crate::vm::Vm;
+use crate::wire::{LinkPolicy, PortStats, Wire};
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The workload's interface name inside its namespace.
+pub const WORKLOAD_IF: &str = "eth0";
+
+/// How long the lab waits for SLAAC to give a workload a global address.
+const SLAAC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a node's workload namespace does to configure itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadSpec {
+    /// The interface's MAC address (default `52:54:00:57:00:<i>`, `i` 1-based).
+    pub mac: Option<Mac>,
+    /// An address the node's DHCP server reserves for this MAC (a `StaticLease`); the lab
+    /// checks that DHCP hands out exactly this one.
+    pub static_v4: Option<Ipv4Addr>,
+    /// Run the DHCP client.
+    pub dhcp: bool,
+    /// Wait for a global IPv6 address by SLAAC (ignored if the plan has no IPv6).
+    pub slaac: bool,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        WorkloadSpec {
+            mac: None,
+            static_v4: None,
+            dhcp: true,
+            slaac: true,
+        }
+    }
+}
+
+/// One node of a topology.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeSpec {
+    /// Its cable to the underlay switch.
+    pub underlay: LinkPolicy,
+    /// Its workload namespace.
+    pub workload: WorkloadSpec,
+    /// Extra kernel command line.
+    pub append: String,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+}
+
+impl Default for NodeSpec {
+    fn default() -> Self {
+        NodeSpec {
+            underlay: LinkPolicy::default(),
+            workload: WorkloadSpec::default(),
+            append: String::new(),
+            memory_mib: 64,
+        }
+    }
+}
+
+/// Edits a node's generated config before it boots: `(index, text) -> text`.
+pub type ConfigEdit = Arc<dyn Fn(usize, &str) -> String + Send + Sync>;
+
+/// What a lab is made of: a mesh plan, a capture path and one [`NodeSpec`] per node.
+#[derive(Clone)]
+pub struct Topology {
+    /// Node count, address plan, WireGuard port and keepalive.
+    pub plan: MeshPlan,
+    /// Where the underlay wire's pcap goes, if anywhere.
+    pub capture: Option<PathBuf>,
+    /// One per node, `nodes[0]` is `node1`; always `plan.nodes` long once built.
+    pub nodes: Vec<NodeSpec>,
+    /// Applied to every generated config before boot (extra keys, experiments).
+    pub edit_config: Option<ConfigEdit>,
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Topology")
+            .field("plan", &self.plan)
+            .field("capture", &self.capture)
+            .field("nodes", &self.nodes)
+            .field("edit_config", &self.edit_config.is_some())
+            .finish()
+    }
+}
+
+/// A mistake in a topology file (line 0: the topology as a whole).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "line {}: {}", self.line, self.message)
+        }
+    }
+}
+
+impl Topology {
+    /// `nodes` nodes on the default plan ([`MeshPlan::default`]), clean cables, workloads
+    /// configured by DHCP and SLAAC.
+    pub fn new(nodes: usize) -> Topology {
+        Topology {
+            plan: MeshPlan {
+                nodes,
+                ..MeshPlan::default()
+            },
+            capture: None,
+            nodes: vec![NodeSpec::default(); nodes],
+            edit_config: None,
+        }
+    }
+
+    /// Sets the mesh plan (its node count wins: node specs are added or removed).
+    pub fn plan(mut self, plan: MeshPlan) -> Topology {
+        self.nodes.resize(plan.nodes, NodeSpec::default());
+        self.plan = plan;
+        self
+    }
+
+    /// Captures the underlay to a pcap file.
+    pub fn capture(mut self, path: &Path) -> Topology {
+        self.capture = Some(path.to_path_buf());
+        self
+    }
+
+    /// Node `i`'s (0-based) underlay cable.
+    pub fn underlay(mut self, i: usize, policy: LinkPolicy) -> Topology {
+        self.nodes[i].underlay = policy;
+        self
+    }
+
+    /// Node `i`'s workload.
+    pub fn workload(mut self, i: usize, spec: WorkloadSpec) -> Topology {
+        self.nodes[i].workload = spec;
+        self
+    }
+
+    /// Extra kernel command line for node `i`.
+    pub fn append(mut self, i: usize, args: &str) -> Topology {
+        self.nodes[i].append = args.to_string();
+        self
+    }
+
+    /// Edits every generated config before boot.
+    pub fn edit_config(
+        mut self,
+        f: impl Fn(usize, &str) -> String + Send + Sync + 'static,
+    ) -> Topology {
+        self.edit_config = Some(Arc::new(f));
+        self
+    }
+
+    /// Reads a topology file (see the module doc); every mistake, with its line number.
+    pub fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
+        parse(text)
+    }
+
+    /// Reads a topology file from disk; the error lists every mistake as `FILE:LINE: ...`.
+    pub fn load(path: &Path) -> Result<Topology> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format_args!("reading {}", path.display()), e))?;
+        Topology::parse(&text).map_err(|errors| {
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}:{}: {}", path.display(), e.line, e.message))
+                .collect();
+            Error::new(ErrorKind::Spawn, lines.join("\n"))
+        })
+    }
+
+    /// What is wrong with this topology as a whole (line 0).
+    pub fn check(&self) -> Vec<ParseError> {
+        let mut errors = Vec::new();
+        let mut err = |message: String| errors.push(ParseError { line: 0, message });
+        if !(2..=MAX_NODES).contains(&self.plan.nodes) {
+            err(format!(
+                "a lab has 2..={MAX_NODES} nodes, not {}",
+                self.plan.nodes
+            ));
+            return errors;
+        }
+        if self.nodes.len() != self.plan.nodes {
+            err(format!(
+                "{} node specs for {} nodes",
+                self.nodes.len(),
+                self.plan.nodes
+            ));
+            return errors;
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(v4) = n.workload.static_v4 {
+                let o = self.plan.v4.octets();
+                let net = Ipv4Addr::new(o[0], o[1], (i + 1) as u8, 0);
+                let last = v4.octets()[3];
+                if v4.octets()[..3] != net.octets()[..3] || last == 0 || last == 1 || last == 255 {
+                    err(format!(
+                        "node{}: static lease {v4} is not a host address of {net}/24 \
+                         other than the node's own .1",
+                        i + 1
+                    ));
+                }
+            }
+            for (what, p) in [("drop", n.underlay.drop), ("reorder", n.underlay.reorder)] {
+                if !(0.0..=1.0).contains(&p) {
+                    err(format!(
+                        "node{}: {what} probability {p} is not in 0..=1",
+                        i + 1
+                    ));
+                }
+            }
+        }
+        errors
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Topology file parsing
+
+struct Entry {
+    line: usize,
+    key: String,
+    value: String,
+}
+
+struct Section {
+    line: usize,
+    kind: String,
+    node: Option<String>,
+    entries: Vec<Entry>,
+}
+
+fn strip_comment(line: &str) -> &str {
+    let end = line.find(['#', ';']).unwrap_or(line.len());
+    line[..end].trim()
+}
+
+/// Splits the file into sections; reports lines outside any section and lines that are
+/// not `Key = Value`.
+fn sections(text: &str, errors: &mut Vec<ParseError>) -> Vec<Section> {
+    let mut out: Vec<Section> = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = n + 1;
+        let s = strip_comment(raw);
+        if s.is_empty() {
+            continue;
+        }
+        if let Some(inner) = s.strip_prefix('[') {
+            let Some(inner) = inner.strip_suffix(']') else {
+                errors.push(err(line, format!("unclosed section header `{s}`")));
+                continue;
+            };
+            let mut words = inner.split_whitespace();
+            let kind = words.next().unwrap_or("").to_ascii_lowercase();
+            let node = words.next().map(str::to_string);
+            if let Some(extra) = words.next() {
+                errors.push(err(line, format!("unexpected `{extra}` in section header")));
+            }
+            out.push(Section {
+                line,
+                kind,
+                node,
+                entries: Vec::new(),
+            });
+            continue;
+        }
+        let Some(section) = out.last_mut() else {
+            errors.push(err(line, "a key before any [Section]".into()));
+            continue;
+        };
+        let Some((key, _)) = s.split_once('=') else {
+            errors.push(err(line, format!("expected `Key = Value`, found `{s}`")));
+            continue;
+        };
+        let key = key.trim();
+        let pieces: Vec<&str> = if key.eq_ignore_ascii_case("append") {
+            vec![s]
+        } else {
+            let pieces: Vec<&str> = s.split(',').collect();
+            if pieces.iter().all(|p| p.contains('=')) {
+                pieces
+            } else {
+                vec![s]
+            }
+        };
+        for piece in pieces {
+            let (k, v) = piece.split_once('=').expect("checked above");
+            if k.trim().is_empty() {
+                errors.push(err(
+                    line,
+                    format!("no key before `=` in `{}`", piece.trim()),
+                ));
+                continue;
+            }
+            section.entries.push(Entry {
+                line,
+                key: k.trim().to_ascii_lowercase(),
+                value: v.trim().to_string(),
+            });
+        }
+    }
+    out
+}
+
+fn err(line: usize, message: String) -> ParseError {
+    ParseError { line, message }
+}
+
+/// `20ms`, `1.5s`, `250us`, `0`; a bare number is milliseconds.
+fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
+    let v = v.trim();
+    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
+        (n, 1e-6)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (v, 1e-3)
+    };
+    let x: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{v}` is not a duration (e.g. 20ms, 1s, 250us)"))?;
+    if !x.is_finite() || x < 0.0 || x * scale > 3600.0 {
+        return Err(format!("`{v}` is not a duration between 0 and 1 hour"));
+    }
+    Ok(Duration::from_secs_f64(x * scale))
+}
+
+/// `1%`, `0.5 %`, `0.01`: a probability in 0..=1.
+fn parse_probability(v: &str) -> std::result::Result<f64, String> {
+    let v = v.trim();
+    let p = match v.strip_suffix('%') {
+        Some(n) => n.trim().parse::<f64>().map(|x| x / 100.0),
+        None => v.parse::<f64>(),
+    }
+    .map_err(|_| format!("`{v}` is not a probability (e.g. 1% or 0.01)"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("`{v}` is not between 0% and 100%"))
+    }
+}
+
+fn parse_bool(v: &str) -> std::result::Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err(format!("`{v}` is not yes or no")),
+    }
+}
+
+fn parse_mac(v: &str) -> std::result::Result<Mac, String> {
+    let parts: Vec<&str> = v.trim().split(':').collect();
+    let bad = || format!("`{v}` is not a MAC address (e.g. 52:54:00:aa:bb:01)");
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 6];
+    for (b, p) in mac.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if mac[0] & 1 == 1 {
+        return Err(format!("`{v}` is a group address, not a NIC's"));
+    }
+    Ok(Mac(mac))
+}
+
+fn parse_value<T: std::str::FromStr>(v: &str, what: &str) -> std::result::Result<T, String> {
+    v.trim().parse().map_err(|_| format!("`{v}` is not {what}"))
+}
+
+/// `node3` or `3` → index 2, if within `nodes`.
+fn node_index(name: &str, nodes: usize) -> std::result::Result<usize, String> {
+    let digits = name
+        .strip_prefix("node")
+        .or_else(|| name.strip_prefix("Node"))
+        .unwrap_or(name);
+    match digits.parse::<usize>() {
+        Ok(n) if (1..=nodes).contains(&n) => Ok(n - 1),
+        Ok(n) => Err(format!(
+            "node{n} does not exist: the lab has node1..node{nodes}"
+        )),
+        Err(_) => Err(format!("`{name}` is not a node (node1..node{nodes})")),
+    }
+}
+
+fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
+    let mut errors = Vec::new();
+    let sections = sections(text, &mut errors);
+    let labs: Vec<&Section> = sections.iter().filter(|s| s.kind == "lab").collect();
+    let mut topo = Topology::new(0);
+    match labs.as_slice() {
+        [] => errors.push(err(
+            0,
+            "no [Lab] section (it gives at least `Nodes = N`)".into(),
+        )),
+        [lab, rest @ ..] => {
+            for dup in rest {
+                errors.push(err(dup.line, "a second [Lab] section".into()));
+            }
+            if let Some(node) = &lab.node {
+                errors.push(err(
+                    lab.line,
+                    format!("[Lab] takes no name, found `{node}`"),
+                ));
+            }
+            let mut nodes = None;
+            let nodes_given = lab.entries.iter().any(|e| e.key == "nodes");
+            for e in &lab.entries {
+                let r: std::result::Result<(), String> = (|| {
+                    match e.key.as_str() {
+                        "nodes" => {
+                            let n: usize = parse_value(&e.value, "a node count")?;
+                            if !(2..=MAX_NODES).contains(&n) {
+                                return Err(format!("a lab has 2..={MAX_NODES} nodes, not {n}"));
+                            }
+                            nodes = Some(n);
+                        }
+                        "v4" => topo.plan.v4 = parse_value(&e.value, "an IPv4 address")?,
+                        "v6" => {
+                            topo.plan.v6 = if e.value.eq_ignore_ascii_case("none") {
+                                None
+                            } else {
+                                Some(parse_value(&e.value, "an IPv6 prefix or `none`")?)
+                            }
+                        }
+                        "underlay" => {
+                            topo.plan.underlay = parse_value(&e.value, "an IPv4 address")?
+                        }
+                        "port" => {
+                            let p: u16 = parse_value(&e.value, "a UDP port")?;
+                            if p == 0 {
+                                return Err("the WireGuard port must not be 0".into());
+                            }
+                            topo.plan.port = p;
+                        }
+                        "keepalive" => {
+                            topo.plan.keepalive = parse_value(&e.value, "a number of seconds")?
+                        }
+                        "capture" => {
+                            if e.value.is_empty() {
+                                return Err("Capture needs a file path".into());
+                            }
+                            topo.capture = Some(PathBuf::from(&e.value));
+                        }
+                        other => return Err(format!("unknown key `{other}` in [Lab]")),
+                    }
+                    Ok(())
+                })();
+                if let Err(m) = r {
+                    errors.push(err(e.line, m));
+                }
+            }
+            match nodes {
+                Some(n) => {
+                    topo = topo.clone().plan(MeshPlan {
+                        nodes: n,
+                        ..topo.plan
+                    })
+                }
+                None if !nodes_given => {
+                    errors.push(err(lab.line, "[Lab] needs `Nodes = N`".into()))
+                }
+                None => {}
+            }
+        }
+    }
+    let n = topo.plan.nodes;
+    for s in sections.iter().filter(|s| s.kind != "lab") {
+        if !["underlay", "workload", "node"].contains(&s.kind.as_str()) {
+            errors.push(err(
+                s.line,
+                format!(
+                    "unknown section [{}]; expected [Lab], [Underlay], [Workload] or [Node]",
+                    s.kind
+                ),
+            ));
+            continue;
+        }
+        if n == 0 {
+            continue; // no node count: already reported
+        }
+        let targets: Vec<usize> = match &s.node {
+            None => (0..n).collect(),
+            Some(name) => match node_index(name, n) {
+                Ok(i) => vec![i],
+                Err(m) => {
+                    errors.push(err(s.line, m));
+                    continue;
+                }
+            },
+        };
+        for e in &s.entries {
+            for &i in &targets {
+                let spec = &mut topo.nodes[i];
+                if let Err(m) = apply(&s.kind, spec, e) {
+                    errors.push(err(e.line, m));
+                    break;
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        errors.extend(topo.check());
+    }
+    if errors.is_empty() {
+        Ok(topo)
+    } else {
+        errors.sort_by_key(|e| e.line);
+        Err(errors)
+    }
+}
+
+fn apply(kind: &str, spec: &mut NodeSpec, e: &Entry) -> std::result::Result<(), String> {
+    let v = e.value.as_str();
+    match (kind, e.key.as_str()) {
+        ("underlay", "delay") => spec.underlay.delay = parse_duration(v)?,
+        ("underlay", "jitter") => spec.underlay.jitter = parse_duration(v)?,
+        ("underlay", "drop") => spec.underlay.drop = parse_probability(v)?,
+        ("underlay", "reorder") => spec.underlay.reorder = parse_probability(v)?,
+        ("underlay", "cut") => spec.underlay.up = !parse_bool(v)?,
+        ("underlay", "seed") => spec.underlay.seed = parse_value(v, "a number")?,
+        ("workload", "mac") => spec.workload.mac = Some(parse_mac(v)?),
+        ("workload", "staticlease") => {
+            spec.workload.static_v4 = Some(parse_value(v, "an IPv4 address")?)
+        }
+        ("workload", "dhcp") => spec.workload.dhcp = parse_bool(v)?,
+        ("workload", "slaac") => spec.workload.slaac = parse_bool(v)?,
+        ("node", "append") => spec.append = v.to_string(),
+        ("node", "memory") => {
+            let m: u32 = parse_value(v, "a size in MiB")?;
+            if !(16..=4096).contains(&m) {
+                return Err(format!("Memory = {m}: expected 16..=4096 MiB"));
+            }
+            spec.memory_mib = m;
+        }
+        (kind, key) => {
+            let name = match kind {
+                "underlay" => "[Underlay]",
+                "workload" => "[Workload]",
+                _ => "[Node]",
+            };
+            return Err(format!("unknown key `{key}` in {name}"));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The running lab
+
+/// A node's workload as configured: its addresses once DHCP and SLAAC are done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadAddrs {
+    /// The IPv4 address DHCP gave (without prefix length).
+    pub v4: Option<Ipv4Addr>,
+    /// The global IPv6 address SLAAC made.
+    pub v6: Option<Ipv6Addr>,
+}
+
+struct Slot {
+    /// `None` only while (or after a failed) restart.
+    vm: Option<Vm>,
+    ns: Arc<Netns>,
+    addrs: WorkloadAddrs,
+    policy: LinkPolicy,
+}
+
+/// A running lab. Dropping it stops every VM and removes the namespaces.
+pub struct Lab {
+    topology: Topology,
+    nodes: Vec<MeshNode>,
+    wire: Wire,
+    slots: Vec<Slot>,
+    script: PathBuf,
+    /// Last: removed after everything that may still use it.
+    dir: TempDir,
+}
+
+/// The script udhcpc runs on each event: it applies what DHCP gave with `ip` and prints
+/// one line per event for the lab's evidence.
+const DHCP_SCRIPT: &str = r#"#!/bin/sh
+# Written by vdcnet's lab: applies a DHCP lease with `ip` (udhcpc calls it on each event).
+PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+prefix_of() { # dotted mask -> prefix length
+    n=0
+    for o in $(echo "$1" | tr . ' '); do
+        case $o in
+            255) n=$((n+8));; 254) n=$((n+7));; 252) n=$((n+6));; 248) n=$((n+5));;
+            240) n=$((n+4));; 224) n=$((n+3));; 192) n=$((n+2));; 128) n=$((n+1));;
+        esac
+    done
+    echo $n
+}
+case "$1" in
+    deconfig)
+        ip -4 addr flush dev "$interface"
+        ip link set dev "$interface" up
+        ;;
+    bound|renew)
+        len=${mask:-$(prefix_of "$subnet")}
+        ip -4 addr flush dev "$interface"
+        ip addr add "$ip/$len" dev "$interface" || exit 1
+        if [ -n "$mtu" ]; then ip link set dev "$interface" mtu "$mtu"; fi
+        if [ -n "$router" ]; then
+            set -- $router
+            ip -4 route replace default via "$1" dev "$interface"
+        fi
+        echo "vdcnet-lab: bound $ip/$len router ${router:-none} mtu ${mtu:-default} lease ${lease:-?}s"
+        ;;
+    leasefail|nak)
+        echo "vdcnet-lab: $1 ${message:-}"
+        ;;
+esac
+exit 0
+"#;
+
+impl Lab {
+    /// Generates the configs, boots every node, waits until each is ready and each
+    /// workload is configured (DHCP, SLAAC) as its spec says.
+    pub fn start(topology: &Topology) -> Result<Lab> {
+        let problems = topology.check();
+        if !problems.is_empty() {
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            return Err(Error::new(ErrorKind::Spawn, text.join("\n")));
+        }
+        if !host::is_root() {
+            return Err(Error::new(
+                ErrorKind::Spawn,
+                "a lab needs root (network namespaces and tap devices)",
+            ));
+        }
+        let mut nodes = topology
+            .plan
+            .generate()
+            .map_err(|e| Error::new(ErrorKind::Spawn, e))?;
+        for (i, node) in nodes.iter_mut().enumerate() {
+            let w = &topology.nodes[i].workload;
+            if let Some(v4) = w.static_v4 {
+                let mac = workload_mac(topology, i);
+                node.config = node.config.replacen(
+                    "Role = segment\n",
+                    &format!("Role = segment\nStaticLease = {mac}, {v4}\n"),
+                    1,
+                );
+            }
+            if let Some(edit) = &topology.edit_config {
+                node.config = edit(i, &node.config);
+            }
+        }
+        let dir = TempDir::new("lab")?;
+        let script = dir.path().join("udhcpc.sh");
+        write_script(&script)?;
+        let wire = Wire::new("lab-underlay");
+        if let Some(path) = &topology.capture {
+            wire.capture_to(path)?;
+        }
+        let mut slots = Vec::new();
+        for spec in &topology.nodes {
+            let ns = Arc::new(Netns::create()?);
+            prepare_namespace(&ns)?;
+            slots.push(Slot {
+                vm: None,
+                ns,
+                addrs: WorkloadAddrs::default(),
+                policy: spec.underlay.clone(),
+            });
+        }
+        let mut lab = Lab {
+            topology: topology.clone(),
+            nodes,
+            wire,
+            slots,
+            script,
+            dir,
+        };
+        for i in 0..lab.slots.len() {
+            lab.boot(i)?;
+        }
+        for slot in &lab.slots {
+            let vm = slot.vm.as_ref().expect("just booted");
+            vm.wait_ready()?;
+        }
+        lab.configure_workloads(&(0..lab.slots.len()).collect::<Vec<_>>())?;
+        Ok(lab)
+    }
+
+    /// Spawns node `i`'s VM (not waiting for it) and applies its underlay policy.
+    fn boot(&mut self, i: usize) -> Result<()> {
+        let spec = &self.topology.nodes[i];
+        let node = &self.nodes[i];
+        let slot = &mut self.slots[i];
+        let vm = Vm::builder(&node.name)
+            .config(&node.config)
+            .memory_mib(spec.memory_mib)
+            .append(&spec.append)
+            .nic(Nic::wire(&self.wire).mac(vm_mac(i, 0)))
+            .nic(
+                Nic::tap_in(&slot.ns, WORKLOAD_IF, Some(workload_mac(&self.topology, i)))
+                    .mac(vm_mac(i, 1)),
+            )
+            .spawn()?;
+        if let Some(port) = vm.wire_port(0) {
+            self.wire.set_policy(port.id(), slot.policy.clone());
+        }
+        slot.vm = Some(vm);
+        Ok(())
+    }
+
+    /// Runs DHCP and waits for SLAAC in the workloads of `which`, in parallel.
+    fn configure_workloads(&mut self, which: &[usize]) -> Result<()> {
+        let v6_plan = self.topology.plan.v6.is_some();
+        let script = self.script.clone();
+        let results: Vec<(usize, Result<WorkloadAddrs>)> = thread::scope(|scope| {
+            let handles: Vec<_> = which
+                .iter()
+                .map(|&i| {
+                    let slot = &self.slots[i];
+                    let spec = &self.topology.nodes[i].workload;
+                    let script = &script;
+                    let handle =
+                        scope.spawn(move || configure_workload(&slot.ns, spec, v6_plan, script));
+                    (i, handle)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(i, h)| {
+                    let r = h.join().unwrap_or_else(|_| {
+                        Err(Error::new(ErrorKind::Spawn, "workload setup panicked"))
+                    });
+                    (i, r)
+                })
+                .collect()
+        });
+        let mut first_error = None;
+        for (i, r) in results {
+            match r {
+                Ok(addrs) => self.slots[i].addrs = addrs,
+                Err(e) => {
+                    let e = match &self.slots[i].vm {
+                        Some(vm) => vm.fail(e),
+                        None => e,
+                    };
+                    first_error.get_or_insert(
+                        Error::new(
+                            e.kind(),
+                            format!("{}'s workload: {}", self.nodes[i].name, e.message()),
+                        )
+                        .with_evidence(e.evidence().to_string()),
+                    );
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The nodes' generated configs and addresses, in order (`nodes()[0]` is `node1`).
+    pub fn nodes(&self) -> &[MeshNode] {
+        &self.nodes
+    }
+
+    /// How many nodes the lab has.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the lab has no nodes (never, once started).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The topology the lab was started from.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Node `i`'s VM. Panics if `i` is out of range or the node is down after a failed
+    /// [`Lab::restart`].
+    pub fn vm(&self, i: usize) -> &Vm {
+        self.slots[i]
+            .vm
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} is down (its restart failed)", self.nodes[i].name))
+    }
+
+    /// Node `i`'s workload namespace (its interface is [`WORKLOAD_IF`]).
+    pub fn workload(&self, i: usize) -> &Netns {
+        &self.slots[i].ns
+    }
+
+    /// Node `i`'s workload addresses as configured by the last start or restart.
+    pub fn workload_addrs(&self, i: usize) -> WorkloadAddrs {
+        self.slots[i].addrs
+    }
+
+    /// Node `i`'s workload IPv4 address from DHCP, if it ran.
+    pub fn workload_v4(&self, i: usize) -> Option<Ipv4Addr> {
+        self.slots[i].addrs.v4
+    }
+
+    /// Node `i`'s workload global IPv6 address from SLAAC, if it ran.
+    pub fn workload_v6(&self, i: usize) -> Option<Ipv6Addr> {
+        self.slots[i].addrs.v6
+    }
+
+    /// The underlay wire.
+    pub fn wire(&self) -> &Wire {
+        &self.wire
+    }
+
+    /// Where the underlay capture goes, if anywhere.
+    pub fn capture_path(&self) -> Option<&Path> {
+        self.topology.capture.as_deref()
+    }
+
+    /// The lab's private directory (the DHCP script).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sets node `i`'s underlay cable policy (kept across restarts).
+    pub fn set_policy(&mut self, i: usize, policy: LinkPolicy) {
+        if let Some(port) = self.slots[i].vm.as_ref().and_then(|vm| vm.wire_port(0)) {
+            self.wire.set_policy(port.id(), policy.clone());
+        }
+        self.slots[i].policy = policy;
+    }
+
+    /// Node `i`'s underlay cable policy.
+    pub fn policy(&self, i: usize) -> &LinkPolicy {
+        &self.slots[i].policy
+    }
+
+    /// Counters of node `i`'s underlay port (reset by a restart: it is a new port).
+    pub fn underlay_stats(&self, i: usize) -> Option<PortStats> {
+        let port = self.slots[i].vm.as_ref()?.wire_port(0)?;
+        self.wire.port_stats(port.id())
+    }
+
+    /// Kills node `i` and boots it again with the same config, MAC addresses and underlay
+    /// policy; its new tap comes back into the same workload namespace, which is
+    /// configured again (DHCP, SLAAC) before this returns.
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        if let Some(vm) = self.slots[i].vm.take() {
+            vm.kill();
+            drop(vm); // removes the tap from the namespace and the port from the wire
+        }
+        self.slots[i].addrs = WorkloadAddrs::default();
+        self.boot(i)?;
+        self.vm(i).wait_ready()?;
+        self.configure_workloads(&[i])
+    }
+
+    /// One line per node: its underlay, segment and workload addresses and namespace.
+    pub fn describe(&self) -> Vec<String> {
+        (0..self.len())
+            .map(|i| {
+                let n = &self.nodes[i];
+                let seg6 = n.segment_v6.map(|c| format!(", {c}")).unwrap_or_default();
+                let own6 = n.overlay_v6.map(|a| format!(", {a}")).unwrap_or_default();
+                let a = self.slots[i].addrs;
+                let w4 = a.v4.map_or("-".to_string(), |v| v.to_string());
+                let w6 = a.v6.map_or("-".to_string(), |v| v.to_string());
+                format!(
+                    "{}: underlay {} | segment {}{seg6} via {}{own6} | workload netns {} \
+                     {WORKLOAD_IF} {w4} {w6}",
+                    n.name,
+                    n.underlay,
+                    n.segment_v4,
+                    n.overlay_v4,
+                    self.slots[i].ns.name(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // VMs first (they hold taps inside the namespaces), then the namespaces.
+        for slot in &mut self.slots {
+            slot.vm.take();
+        }
+    }
+}
+
+/// The MAC address of node `i`'s NIC `nic` (stable across restarts).
+fn vm_mac(i: usize, nic: u8) -> Mac {
+    Mac([0x52, 0x54, 0x00, 0x4c, nic, (i + 1) as u8])
+}
+
+/// The MAC address of node `i`'s workload interface.
+fn workload_mac(topology: &Topology, i: usize) -> Mac {
+    topology.nodes[i]
+        .workload
+        .mac
+        .unwrap_or(Mac([0x52, 0x54, 0x00, 0x57, 0x00, (i + 1) as u8]))
+}
+
+fn write_script(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, DHCP_SCRIPT)
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|e| Error::io(format_args!("writing {}", path.display()), e))
+}
+
+/// IPv6 in a fresh namespace: accept router advertisements and autoconfigure on every
+/// interface that arrives (the tap comes in later, and again after a restart).
+fn prepare_namespace(ns: &Netns) -> Result<()> {
+    for (key, value) in [
+        ("net/ipv6/conf/default/accept_ra", "2"),
+        ("net/ipv6/conf/default/autoconf", "1"),
+        ("net/ipv6/conf/all/accept_ra", "2"),
+    ] {
+        ns.sysctl(key, value)?;
+    }
+    Ok(())
+}
+
+fn configure_workload(
+    ns: &Netns,
+    spec: &WorkloadSpec,
+    v6_plan: bool,
+    script: &Path,
+) -> Result<WorkloadAddrs> {
+    // The interface came in with the namespace's defaults; say it again on the interface
+    // itself in case it was created before they were set.
+    for key in ["accept_ra", "autoconf"] {
+        let value = if key == "accept_ra" { "2" } else { "1" };
+        ns.sysctl(&format!("net/ipv6/conf/{WORKLOAD_IF}/{key}"), value)?;
+    }
+    let mut addrs = WorkloadAddrs::default();
+    if spec.dhcp {
+        let mut cmd = ns.command("busybox");
+        cmd.args(["udhcpc", "-i", WORKLOAD_IF, "-q", "-n", "-t", "10", "-s"])
+            .arg(script);
+        let out = host::run_command(&mut cmd).map_err(|e| {
+            Error::new(
+                ErrorKind::Net,
+                format!("no DHCP lease on {WORKLOAD_IF} in namespace {}", ns.name()),
+            )
+            .with_evidence(e.evidence().to_string())
+        })?;
+        let v4 = global_addrs(ns, false)?
+            .into_iter()
+            .find_map(|a| a.parse::<Ipv4Addr>().ok())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Net,
+                    format!("udhcpc succeeded but {WORKLOAD_IF} has no IPv4 address"),
+                )
+                .with_evidence(String::from_utf8_lossy(&out.stdout).into_owned())
+            })?;
+        if let Some(want) = spec.static_v4 {
+            if v4 != want {
+                return Err(Error::new(
+                    ErrorKind::Net,
+                    format!("DHCP gave {v4}, not the static lease {want}"),
+                )
+                .with_evidence(String::from_utf8_lossy(&out.stdout).into_owned()));
+            }
+        }
+        addrs.v4 = Some(v4);
+    }
+    if spec.slaac && v6_plan {
+        let deadline = Instant::now() + SLAAC_TIMEOUT;
+        loop {
+            if let Some(v6) = global_addrs(ns, true)?
+                .into_iter()
+                .find_map(|a| a.parse::<Ipv6Addr>().ok())
+            {
+                addrs.v6 = Some(v6);
+                break;
+            }
+            if Instant::now() >= deadline {
+                let shown = ns
+                    .ip(&["-6", "addr", "show", "dev", WORKLOAD_IF])
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no global IPv6 address by SLAAC on {WORKLOAD_IF} within \
+                         {SLAAC_TIMEOUT:?} (no router advertisement?)"
+                    ),
+                )
+                .with_evidence(shown));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(addrs)
+}
+
+/// The workload interface's usable global addresses (no prefix length), v4 or v6.
+fn global_addrs(ns: &Netns, v6: bool) -> Result<Vec<String>> {
+    let out = ns.ip(&[
+        if v6 { "-6" } else { "-4" },
+        "-o",
+        "addr",
+        "show",
+        "dev",
+        WORKLOAD_IF,
+        "scope",
+        "global",
+    ])?;
+    Ok(parse_addr_lines(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Reads `ip -o addr` output: each line's address, skipping tentative or failed ones.
+fn parse_addr_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.contains("tentative") && !l.contains("dadfailed"))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "inet" || *w == "inet6")?;
+            let cidr = words.next()?;
+            Some(cidr.split('/').next().unwrap_or(cidr).to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../labs/mesh3.lab");
+
+    fn errors_of(text: &str) -> Vec<ParseError> {
+        Topology::parse(text).expect_err("should not parse")
+    }
+
+    #[test]
+    fn the_sample_lab_parses() {
+        let t = Topology::parse(SAMPLE).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(t.plan.nodes, 3);
+        assert_eq!(t.nodes.len(), 3);
+        assert_eq!(t.nodes[1].underlay.delay, Duration::from_millis(20));
+        assert!(t.check().is_empty());
+    }
+
+    #[test]
+    fn every_key_reaches_its_node_and_unnamed_sections_reach_all() {
+        let t = Topology::parse(
+            "# a lab\n\
+             [Lab]\n\
+             Nodes = 3, V4 = 10.30.0.0, V6 = none ; two pairs on a line\n\
+             Underlay = 192.168.7.0\n\
+             Port = 4000\n\
+             Keepalive = 0\n\
+             Capture = /tmp/x.pcap\n\
+             [Underlay]\n\
+             Delay = 5\n\
+             [underlay node2]\n\
+             Delay = 1.5s\n\
+             Jitter = 250us\n\
+             Drop = 1%\n\
+             Reorder = 0.25\n\
+             Cut = yes\n\
+             Seed = 42\n\
+             [Workload 3]\n\
+             MAC = 52:54:00:aa:bb:03\n\
+             StaticLease = 10.30.3.10\n\
+             DHCP = no\n\
+             SLAAC = off\n\
+             [Node node1]\n\
+             Append = vdcnet.ping=10.30.2.1,10.30.3.1\n\
+             Memory = 128\n",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(t.plan.v4, Ipv4Addr::new(10, 30, 0, 0));
+        assert_eq!(t.plan.v6, None);
+        assert_eq!(t.plan.underlay, Ipv4Addr::new(192, 168, 7, 0));
+        assert_eq!((t.plan.port, t.plan.keepalive), (4000, 0));
+        assert_eq!(t.capture.as_deref(), Some(Path::new("/tmp/x.pcap")));
+        assert_eq!(t.nodes[0].underlay.delay, Duration::from_millis(5));
+        assert_eq!(t.nodes[2].underlay.delay, Duration::from_millis(5));
+        let u = &t.nodes[1].underlay;
+        assert_eq!(u.delay, Duration::from_millis(1500));
+        assert_eq!(u.jitter, Duration::from_micros(250));
+        assert!((u.drop - 0.01).abs() < 1e-12);
+        assert!((u.reorder - 0.25).abs() < 1e-12);
+        assert!(!u.up);
+        assert_eq!(u.seed, 42);
+        let w = &t.nodes[2].workload;
+        assert_eq!(w.mac, Some(Mac([0x52, 0x54, 0, 0xaa, 0xbb, 3])));
+        assert_eq!(w.static_v4, Some(Ipv4Addr::new(10, 30, 3, 10)));
+        assert!(!w.dhcp && !w.slaac);
+        assert_eq!(t.nodes[0].workload, WorkloadSpec::default());
+        assert_eq!(t.nodes[0].append, "vdcnet.ping=10.30.2.1,10.30.3.1");
+        assert_eq!(t.nodes[0].memory_mib, 128);
+        assert_eq!(t.nodes[1].memory_mib, 64);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_line() {
+        let errors = errors_of(
+            "[Lab]\n\
+             Nodes = 2\n\
+             Colour = blue\n\
+             [Underlay node3]\n\
+             Delay = 1ms\n\
+             [Underlay node1]\n\
+             Delay = soon\n\
+             Drop = 150%\n\
+             [Workload 2]\n\
+             MAC = ff:ff:ff:ff:ff:ff\n\
+             just words\n\
+             [Switch]\n\
+             [Workload node2\n",
+        );
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 4, 7, 8, 10, 11, 12, 13], "{errors:?}");
+        assert!(errors[0].message.contains("colour"), "{errors:?}");
+        assert!(errors[1].message.contains("node3"), "{errors:?}");
+        assert!(errors[0].to_string().starts_with("line 3: "));
+    }
+
+    #[test]
+    fn a_lab_needs_a_node_count_and_valid_static_leases() {
+        let e = errors_of("[Underlay]\nDelay = 1ms\n");
+        assert_eq!(e[0].line, 0);
+        assert!(e[0].message.contains("[Lab]"));
+        let e = errors_of("[Lab]\nV4 = 10.20.0.0\n");
+        assert_eq!(e[0].line, 1);
+        let e = errors_of("[Lab]\nNodes = 1\n");
+        assert_eq!(e[0].line, 2);
+        // node1's segment is 10.20.1.0/24 and .1 is the node itself.
+        let e = errors_of("[Lab]\nNodes = 2\n[Workload node1]\nStaticLease = 10.20.2.9\n");
+        assert!(e[0].message.contains("static lease"), "{e:?}");
+        let e = errors_of("[Lab]\nNodes = 2\n[Workload node1]\nStaticLease = 10.20.1.1\n");
+        assert!(e[0].message.contains("static lease"), "{e:?}");
+    }
+
+    #[test]
+    fn the_builder_matches_a_file() {
+        let built = Topology::new(3)
+            .underlay(
+                1,
+                LinkPolicy {
+                    delay: Duration::from_millis(20),
+                    ..LinkPolicy::default()
+                },
+            )
+            .workload(
+                0,
+                WorkloadSpec {
+                    static_v4: Some(Ipv4Addr::new(10, 20, 1, 10)),
+                    ..WorkloadSpec::default()
+                },
+            );
+        let parsed = Topology::parse(
+            "[Lab]\nNodes = 3\n[Underlay node2]\nDelay = 20ms\n\
+             [Workload node1]\nStaticLease = 10.20.1.10\n",
+        )
+        .unwrap();
+        assert_eq!(built.nodes, parsed.nodes);
+        assert_eq!(built.plan.nodes, parsed.plan.nodes);
+        assert!(built.check().is_empty());
+        assert!(!Topology::new(1).check().is_empty());
+    }
+
+    #[test]
+    fn values_read_as_documented() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("-1ms").is_err());
+        assert!(parse_duration("2h").is_err());
+        assert_eq!(parse_probability("0%"), Ok(0.0));
+        assert_eq!(parse_probability("100 %"), Ok(1.0));
+        assert!(parse_probability("1.5").is_err());
+        assert_eq!(parse_bool("On"), Ok(true));
+        assert!(parse_bool("maybe").is_err());
+        assert_eq!(node_index("node3", 3), Ok(2));
+        assert_eq!(node_index("1", 3), Ok(0));
+        assert!(node_index("node0", 3).is_err());
+        assert!(node_index("router", 3).is_err());
+    }
+
+    #[test]
+    fn address_lines_skip_tentative_addresses() {
+        let text = "2: eth0    inet6 fd20:ab:cd:1:5054:ff:fe57:1/64 scope global tentative \
+                    dynamic mngtmpaddr \\       valid_lft 86400sec\n\
+                    2: eth0    inet6 fd20:ab:cd:1::99/64 scope global dynamic \\  valid_lft\n\
+                    2: eth0    inet 10.20.1.100/24 brd 10.20.1.255 scope global eth0\n";
+        assert_eq!(
+            parse_addr_lines(text),
+            ["fd20:ab:cd:1::99".to_string(), "10.20.1.100".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_static_lease_is_written_into_the_segment_link() {
+        // What `Lab::start` does to the config text, checked without booting.
+        let node = &MeshPlan::default().generate().unwrap()[0];
+        let mac = Mac([0x52, 0x54, 0, 0x57, 0, 1]);
+        let cfg = node.config.replacen(
+            "Role = segment\n",
+            &format!("Role = segment\nStaticLease = {mac}, 10.20.1.10\n"),
+            1,
+        );
+        assert!(cfg.contains("Role = segment\nStaticLease = 52:54:00:57:00:01, 10.20.1.10\n"));
+    }
+}
