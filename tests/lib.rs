@@ -2,8 +2,10 @@
 //! `vdcnet-qemu`, so tests run in parallel without sharing ports, taps or namespaces.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
-use vdcnet_qemu::{tcp_echo_retry, Vm, ECHO_PORT};
+use vdcnet_qemu::{run_command, tcp_echo_retry, Result, Vm, ECHO_PORT};
 
 /// Bound on every wait in the tests (a TCG boot takes well under a second).
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,4 +60,64 @@ pub fn assert_echoes(vm: &Vm, addr: SocketAddr, payload: &[u8]) {
 pub fn echo_addr(vm: &Vm) -> SocketAddr {
     vm.forwarded(ECHO_PORT)
         .expect("the VM has a user-mode NIC forwarding the echo port")
+}
+
+/// One frame as tshark dissects it.
+#[derive(Clone, Debug)]
+pub struct Dissected {
+    /// Frame number.
+    pub number: String,
+    /// `frame.protocols`, e.g. `eth:ethertype:ip:udp:wg`.
+    pub protocols: String,
+    /// `udp.srcport`, empty if not UDP.
+    pub sport: String,
+    /// `udp.dstport`, empty if not UDP.
+    pub dport: String,
+    /// `icmpv6.type`, empty if not ICMPv6.
+    pub icmpv6_type: String,
+    /// `wg.type` (1 initiation, 2 response, 3 cookie reply, 4 data), empty if none.
+    pub wg_type: String,
+}
+
+/// Every frame of a pcap file, dissected by tshark.
+pub fn dissect(pcap: &Path) -> Result<Vec<Dissected>> {
+    let out = run_command(
+        Command::new("tshark")
+            .arg("-r")
+            .arg(pcap)
+            .args([
+                "-n",
+                "-T",
+                "fields",
+                "-E",
+                "separator=/t",
+                "-E",
+                "occurrence=f",
+            ])
+            .args([
+                "-e",
+                "frame.number",
+                "-e",
+                "frame.protocols",
+                "-e",
+                "udp.srcport",
+            ])
+            .args(["-e", "udp.dstport", "-e", "icmpv6.type", "-e", "wg.type"]),
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let field = |i: usize| f.get(i).map_or(String::new(), |s| s.to_string());
+            Dissected {
+                number: field(0),
+                protocols: field(1),
+                sport: field(2),
+                dport: field(3),
+                icmpv6_type: field(4),
+                wg_type: field(5),
+            }
+        })
+        .collect())
 }

@@ -1,0 +1,545 @@
+//! The mesh router end to end: three appliances in a full mesh (`vdcnet_qemu::lab`), a
+//! workload namespace behind each one's segment NIC, configured only by the appliance's
+//! DHCP server and router advertisements. Real clients: ping, iperf3, tshark.
+//!
+//! Each test boots its own lab; they take turns (one lock) so that three TCG guests per
+//! test do not compete with three more for the machine's cores.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Child, Output, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+use vdcnet_qemu::lab::{Lab, Topology, WORKLOAD_IF};
+use vdcnet_qemu::{Netns, PortIo};
+use vdcnet_tests::{dissect, ok, require_root, TIMEOUT};
+
+static TURN: Mutex<()> = Mutex::new(());
+
+/// Boots a three-node lab, waiting for our turn; the guard ends the turn.
+fn lab(name: &str, topology: Topology) -> (MutexGuard<'static, ()>, Lab) {
+    require_root(name);
+    let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    (turn, ok(Lab::start(&topology)))
+}
+
+fn v4(lab: &Lab, i: usize) -> IpAddr {
+    IpAddr::V4(
+        lab.workload_v4(i)
+            .expect("the workload got an address by DHCP"),
+    )
+}
+
+fn v6(lab: &Lab, i: usize) -> IpAddr {
+    IpAddr::V6(
+        lab.workload_v6(i)
+            .expect("the workload got an address by SLAAC"),
+    )
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs a command in a namespace and returns its output, whatever its status.
+fn run_in(ns: &Netns, program: &str, args: &[&str]) -> Output {
+    ns.command(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Evidence for a failed assertion: every node's console tail.
+fn consoles(lab: &Lab) -> String {
+    (0..lab.len())
+        .map(|i| format!("--- node{} ---\n{}", i + 1, lab.vm(i).evidence()))
+        .collect()
+}
+
+#[test]
+fn every_workload_pair_pings_v4_and_v6_and_the_underlay_carries_only_wireguard() {
+    let dir = std::env::temp_dir().join(format!("vdcnet-lab-ping-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("underlay.pcap");
+    let (_turn, lab) = lab("every_workload_pair_pings", Topology::new(3).capture(&pcap));
+    for i in 0..3 {
+        // Addresses inside the node's own segment, from its DHCP server and its RAs.
+        let n = &lab.nodes()[i];
+        let a4 = lab.workload_v4(i).unwrap();
+        assert!(n.segment_v4.contains(a4), "{a4} outside {}", n.segment_v4);
+        let a6 = lab.workload_v6(i).unwrap();
+        assert!(n.segment_v6.unwrap().contains(a6), "{a6}");
+    }
+    for i in 0..3 {
+        for j in (0..3).filter(|&j| j != i) {
+            for dst in [v4(&lab, j), v6(&lab, j)] {
+                if let Err(e) = lab.workload(i).ping(dst, TIMEOUT) {
+                    panic!("node{} workload -> {dst}: {e}\n{}", i + 1, consoles(&lab));
+                }
+            }
+        }
+    }
+    drop(lab);
+    // Every frame on the underlay is ARP, neighbour discovery or WireGuard.
+    let frames = ok(dissect(&pcap));
+    assert!(frames.len() > 20, "capture nearly empty: {}", frames.len());
+    let wg = frames
+        .iter()
+        .filter(|f| f.protocols.ends_with(":wg"))
+        .count();
+    assert!(wg > 12, "only {wg} WireGuard frames");
+    for f in &frames {
+        let allowed = f.protocols.ends_with(":wg")
+            || f.protocols.ends_with(":arp")
+            || matches!(f.icmpv6_type.as_str(), "133" | "134" | "135" | "136");
+        assert!(
+            allowed,
+            "frame {} on the underlay: {}",
+            f.number, f.protocols
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An iperf3 server in `ns` for one test, killed on drop.
+struct Iperf(Child);
+
+impl Drop for Iperf {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Moves `bytes` from `client`'s namespace to `server` (or back with `reverse`) over TCP
+/// with iperf3, which exits with success only when the whole test ran. Returns the bytes
+/// the sender got through (`sum_sent`); iperf3's receiver figure is taken when the sender
+/// stops and misses what is still in flight, so it is checked only to be close.
+fn iperf(client: &Netns, server: &Netns, addr: IpAddr, bytes: u64, reverse: bool) -> u64 {
+    let port = "5201";
+    let _srv = Iperf(
+        server
+            .command("iperf3")
+            .args(["-s", "-1", "-p", port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3 server"),
+    );
+    // Wait until the server listens.
+    let deadline = Instant::now() + TIMEOUT;
+    while !text(&run_in(server, "ss", &["-ltn"])).contains(&format!(":{port} ")) {
+        assert!(Instant::now() < deadline, "iperf3 server never listened");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let n = bytes.to_string();
+    let a = addr.to_string();
+    let mut args = vec![
+        "-c",
+        &a,
+        "-p",
+        port,
+        "-n",
+        &n,
+        "-J",
+        "--connect-timeout",
+        "3000",
+    ];
+    if reverse {
+        args.push("-R");
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let out = run_in(client, "iperf3", &args);
+        let t = text(&out);
+        // iperf3 3.12 can exit 0 with an "error" in its JSON (e.g. refused connection).
+        if out.status.success() && !t.contains("\"error\"") {
+            let sent = sum_bytes(&t, "sum_sent").unwrap_or_else(|| panic!("no byte count in {t}"));
+            let received = sum_bytes(&t, "sum_received").unwrap_or(0);
+            assert!(
+                received > sent - sent / 5,
+                "iperf3 to {addr}: sent {sent} bytes, the receiver counted only {received}"
+            );
+            return sent;
+        }
+        // The server may not listen yet.
+        assert!(Instant::now() < deadline, "iperf3 to {addr} failed: {t}");
+        thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// `end.<sum>.bytes` of iperf3's JSON report.
+fn sum_bytes(json: &str, sum: &str) -> Option<u64> {
+    let at = json.find(&format!("\"{sum}\""))?;
+    let rest = &json[at..];
+    let b = rest.find("\"bytes\"")?;
+    let digits: String = rest[b + 7..]
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+#[test]
+fn every_workload_pair_moves_50_mb_over_tcp_both_ways() {
+    const MB50: u64 = 50 * 1000 * 1000;
+    let (_turn, lab) = lab("every_workload_pair_moves_50_mb", Topology::new(3));
+    for (i, j) in [(0, 1), (1, 2), (0, 2)] {
+        for reverse in [false, true] {
+            let got = iperf(lab.workload(i), lab.workload(j), v4(&lab, j), MB50, reverse);
+            assert!(
+                got >= MB50,
+                "node{} <-> node{} (reverse {reverse}): {got} bytes\n{}",
+                i + 1,
+                j + 1,
+                consoles(&lab)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_workload_reaches_no_underlay_address() {
+    let (_turn, lab) = lab("a_workload_reaches_no_underlay_address", Topology::new(3));
+    let w = lab.workload(0);
+    let mut targets: Vec<Ipv4Addr> = lab.nodes().iter().map(|n| n.underlay).collect();
+    // The underlay's gateway-to-be and an unused underlay address.
+    targets.push(Ipv4Addr::new(192, 168, 100, 254));
+    targets.push(Ipv4Addr::new(192, 168, 100, 77));
+    for t in targets {
+        let out = run_in(w, "ping", &["-n", "-c", "2", "-W", "2", &t.to_string()]);
+        let t_out = text(&out);
+        assert!(!out.status.success(), "{t} answered: {t_out}");
+        // The appliance says why instead of leaving the workload to time out.
+        assert!(t_out.contains("Packet filtered"), "{t}: {t_out}");
+        // TCP to the appliances' echo service on the underlay fails too.
+        let nc = run_in(
+            w,
+            "bash",
+            &[
+                "-c",
+                &format!("timeout 3 bash -c 'exec 3<>/dev/tcp/{t}/7' && echo open"),
+            ],
+        );
+        assert!(!text(&nc).contains("open"), "TCP to {t}:7 connected");
+    }
+    // Not by IPv6 either (the underlay has none; nothing routes there).
+    let out = run_in(w, "ping", &["-n", "-c", "1", "-W", "2", "fd00:100::1"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_1500_byte_df_ping_gets_fragmentation_needed_with_the_tunnel_mtu_and_tcp_adapts() {
+    let (_turn, lab) = lab("a_1500_byte_df_ping", Topology::new(3));
+    let (w, dst) = (lab.workload(0), v4(&lab, 1));
+    let out = run_in(
+        w,
+        "ping",
+        &[
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1472",
+            &dst.to_string(),
+        ],
+    );
+    let t = text(&out);
+    assert!(
+        t.contains("Frag needed and DF set (mtu = 1420)") || t.contains("mtu=1420"),
+        "{t}"
+    );
+    // The kernel now knows the path MTU.
+    let route = text(&run_in(w, "ip", &["-4", "route", "get", &dst.to_string()]));
+    assert!(route.contains("mtu 1420"), "{route}");
+    // A full-size ping that fits the path works; DF pings just above it do not.
+    let fits = run_in(
+        w,
+        "ping",
+        &[
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "3",
+            "-M",
+            "do",
+            "-s",
+            "1392",
+            &dst.to_string(),
+        ],
+    );
+    assert!(fits.status.success(), "{}", text(&fits));
+    // A TCP transfer from a fresh namespace view (the workload's MTU is 1500) succeeds.
+    let _ = run_in(w, "ip", &["route", "flush", "cache"]);
+    let got = iperf(w, lab.workload(1), dst, 5_000_000, false);
+    assert!(got >= 5_000_000, "{got}");
+    // IPv6: packet too big.
+    let out = run_in(
+        w,
+        "ping",
+        &[
+            "-6",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1452",
+            &v6(&lab, 1).to_string(),
+        ],
+    );
+    let t = text(&out);
+    assert!(
+        t.contains("mtu=1420") || t.contains("Packet too big"),
+        "{t}"
+    );
+}
+
+#[test]
+fn ttl_expiry_at_either_router_returns_time_exceeded() {
+    let (_turn, lab) = lab("ttl_expiry", Topology::new(3));
+    let w = lab.workload(0);
+    let n = lab.nodes();
+    for (ttl, router) in [("1", n[0].overlay_v4), ("2", n[1].overlay_v4)] {
+        let out = run_in(
+            w,
+            "ping",
+            &[
+                "-n",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "-t",
+                ttl,
+                &v4(&lab, 1).to_string(),
+            ],
+        );
+        let t = text(&out);
+        assert!(
+            t.contains(&format!("From {router}")) && t.contains("Time to live exceeded"),
+            "ttl {ttl}: {t}"
+        );
+    }
+    let out = run_in(
+        w,
+        "ping",
+        &[
+            "-6",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-t",
+            "1",
+            &v6(&lab, 2).to_string(),
+        ],
+    );
+    let t = text(&out);
+    assert!(t.contains("Time exceeded: Hop limit"), "{t}");
+}
+
+#[test]
+fn a_restarted_appliance_carries_the_mesh_again_by_itself() {
+    let (_turn, mut lab) = lab("a_restarted_appliance", Topology::new(3));
+    ok(lab.workload(0).ping(v4(&lab, 1), TIMEOUT));
+    ok(lab.restart(1));
+    // No one touches the other nodes: their timers and the restarted node's handshakes
+    // bring the tunnels back.
+    for (i, j) in [(0, 1), (1, 0), (2, 1), (1, 2)] {
+        for dst in [v4(&lab, j), v6(&lab, j)] {
+            if let Err(e) = lab.workload(i).ping(dst, Duration::from_secs(60)) {
+                panic!(
+                    "after restart, node{} -> {dst}: {e}\n{}",
+                    i + 1,
+                    consoles(&lab)
+                );
+            }
+        }
+    }
+}
+
+/// A switch port that injects the frames it is given, and swallows what it receives.
+struct Injector(Mutex<Vec<Vec<u8>>>);
+
+impl PortIo for Injector {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let next = self.0.lock().unwrap().pop();
+        match next {
+            Some(f) => {
+                buf[..f.len()].copy_from_slice(&f);
+                Ok(Some(f.len()))
+            }
+            None => {
+                thread::sleep(Duration::from_millis(50));
+                Ok(None)
+            }
+        }
+    }
+    fn send(&self, _frame: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn checksum(b: &[u8]) -> u16 {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
+    h[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    let c = checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+fn eth(dst: [u8; 6], ty: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0x0b, 0xad]);
+    f.extend_from_slice(&ty.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Malformed frames aimed at `mac`: each is dropped as malformed by a correct router.
+fn malformed(mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<Vec<u8>> {
+    let good = ipv4(
+        src,
+        dst,
+        17,
+        &[0x13, 0x88, 0x13, 0x89, 0, 12, 0, 0, 1, 2, 3, 4],
+    );
+    let mut bad_sum = good.clone();
+    bad_sum[10] ^= 0x5a;
+    let mut bad_len = good.clone();
+    bad_len[2..4].copy_from_slice(&1400u16.to_be_bytes());
+    let mut bad_ihl = good.clone();
+    bad_ihl[0] = 0x44;
+    let mut v6_bad_len = vec![0x60, 0, 0, 0, 0x05, 0xdc, 17, 64];
+    v6_bad_len.extend_from_slice(&[0u8; 32]);
+    vec![
+        eth(mac, 0x0800, &bad_sum),
+        eth(mac, 0x0800, &bad_len),
+        eth(mac, 0x0800, &bad_ihl),
+        eth(mac, 0x0800, &good[..12]),
+        eth(mac, 0x86dd, &v6_bad_len),
+        eth(mac, 0x86dd, &good),
+        eth(mac, 0x0806, &[0, 1, 8, 0, 6, 4]),
+        eth(mac, 0x0800, &[]),
+    ]
+}
+
+/// The `malformed=` counter of `link` in the last stats line of node `i`.
+fn malformed_count(lab: &Lab, i: usize, link: usize) -> u64 {
+    let line = lab
+        .vm(i)
+        .console()
+        .snapshot()
+        .into_iter()
+        .rev()
+        .find(|l| l.starts_with("vdcnet: stats"))
+        .unwrap_or_else(|| panic!("node{} printed no stats line", i + 1));
+    let key = format!(" link{link} ");
+    let part = line.split_once(&key).expect("link in stats").1;
+    let m = part.split_once("malformed=").expect("malformed=").1;
+    m.split(';').next().unwrap().parse().unwrap()
+}
+
+/// Sends raw Ethernet frames out of `iface` inside `ns` (an AF_PACKET socket via python3).
+fn send_raw(ns: &Netns, iface: &str, frames: &[Vec<u8>]) {
+    let hex: Vec<String> = frames
+        .iter()
+        .map(|f| f.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('{iface}',0))\n\
+         for h in {hex:?}:\n    s.send(bytes.fromhex(h))\n"
+    );
+    let out = run_in(ns, "python3", &["-c", &script]);
+    assert!(out.status.success(), "python3: {}", text(&out));
+}
+
+#[test]
+fn malformed_frames_on_every_port_are_dropped_and_counted() {
+    let mut topo = Topology::new(3);
+    for i in 0..3 {
+        topo = topo.append(i, "vdcnet.stats=1");
+    }
+    let (_turn, lab) = lab("malformed_frames", topo);
+    // Counters before (a stats line comes every second).
+    thread::sleep(Duration::from_millis(1500));
+    let before: Vec<[u64; 2]> = (0..3)
+        .map(|i| [malformed_count(&lab, i, 0), malformed_count(&lab, i, 1)])
+        .collect();
+    // Underlay: frames from a rogue port on the switch, to each appliance's MAC.
+    let mut frames = Vec::new();
+    for (i, n) in lab.nodes().iter().enumerate() {
+        let mac = lab.vm(i).mac(0).unwrap().0;
+        frames.extend(malformed(mac, [192, 168, 100, 66], n.underlay.octets()));
+    }
+    let injector = Arc::new(Injector(Mutex::new(frames.clone())));
+    struct Shared(Arc<Injector>);
+    impl PortIo for Shared {
+        fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+            self.0.recv(buf)
+        }
+        fn send(&self, f: &[u8]) -> io::Result<()> {
+            self.0.send(f)
+        }
+    }
+    let port = ok(lab.wire().attach(Box::new(Shared(injector.clone()))));
+    // Segments: the same kinds of frames from each workload to its appliance.
+    let per_node = frames.len() / 3;
+    for i in 0..3 {
+        let mac = lab.vm(i).mac(1).unwrap().0;
+        let src = lab.workload_v4(i).unwrap().octets();
+        let dst = lab.nodes()[(i + 1) % 3].overlay_v4.octets();
+        send_raw(lab.workload(i), WORKLOAD_IF, &malformed(mac, src, dst));
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let now: Vec<[u64; 2]> = (0..3)
+            .map(|i| [malformed_count(&lab, i, 0), malformed_count(&lab, i, 1)])
+            .collect();
+        let done = (0..3).all(|i| (0..2).all(|l| now[i][l] - before[i][l] >= per_node as u64));
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "malformed counters {before:?} -> {now:?}, expected +{per_node} on each link\n{}",
+            consoles(&lab)
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+    lab.wire().detach(port);
+    assert!(injector.0.lock().unwrap().is_empty());
+    // The mesh still works.
+    ok(lab.workload(0).ping(v4(&lab, 2), TIMEOUT));
+}
