@@ -1,53 +1,21 @@
-//! `vdcnet demo`: two appliances on one shared wire, meshed by a WireGuard tunnel (configs
-//! from `vdcnet mesh`: NIC 0 underlay, NIC 1 segment); `a` also sits behind QEMU's
-//! user-mode network with a host forward (NIC 2), `b`'s segment is a tap whose far end is a
-//! network namespace (statically addressed: a workload without DHCP).
-//! Each step prints what it did and what came back; any failed step makes the exit
-//! status non-zero.
+//! `vdcnet demo`: two appliances in a lab (`vdcnet_qemu::lab`): a WireGuard mesh over a
+//! software underlay switch, and behind each appliance's segment NIC a workload network
+//! namespace that configures itself by the appliance's DHCP server and router
+//! advertisements. The workloads then talk to each other over the mesh. Each step prints
+//! what it did and what came back; any failed step makes the exit status non-zero. Needs
+//! root (namespaces and taps).
 //!
 //! ```text
-//!  host 127.0.0.1:P ──hostfwd──► a ◄──── wire (software switch) ────► b ◄──tap──► namespace
-//!                       10.0.2.15   10.10.0.1       10.10.0.2   10.20.2.1       10.20.2.2
-//!            segments via WireGuard: 10.20.1.1 ◄═══════► 10.20.2.1
+//!  workload 1 ──tap── node1 ◄═══ WireGuard over the underlay switch ═══► node2 ──tap── workload 2
+//!  10.20.1.x (DHCP)  10.20.1.1   192.168.100.1          192.168.100.2   10.20.2.1  10.20.2.x (DHCP)
 //! ```
 
 use super::{no_args, CmdResult};
 use std::net::IpAddr;
-use std::process::ExitCode;
+use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
-use vdcnet_qemu::mesh::{MeshNode, MeshPlan};
-use vdcnet_qemu::{
-    build_image, is_root, tcp_echo_retry, BuildOutput, Error, Nic, Vm, Wire, DEFAULT_TIMEOUT,
-    ECHO_PORT,
-};
-
-/// Appended to `a`'s mesh config: link 2 behind QEMU's user-mode network.
-const EXTRA_A: &str = "
-# a: link 2 behind QEMU's user-mode network
-[Link]
-Address = 10.0.2.15/24, fec0::15/64
-Gateway = 10.0.2.2
-";
-
-/// The namespace behind `b`'s segment: a workload with static addresses.
-const B_WORKLOAD: [&str; 2] = ["10.20.2.2/24", "fd20:ab:cd:2::2/64"];
-
-/// The two nodes' configs: a WireGuard mesh over the wire (10.10.0.0/24), plus `a`'s
-/// user-mode link.
-fn configs() -> Result<(MeshNode, MeshNode), Error> {
-    let plan = MeshPlan {
-        nodes: 2,
-        underlay: std::net::Ipv4Addr::new(10, 10, 0, 0),
-        ..MeshPlan::default()
-    };
-    let mut nodes = plan
-        .generate()
-        .map_err(|e| Error::new(vdcnet_qemu::ErrorKind::Spawn, e))?;
-    let b = nodes.pop().expect("two nodes");
-    let mut a = nodes.pop().expect("two nodes");
-    a.config.push_str(EXTRA_A);
-    Ok((a, b))
-}
+use vdcnet_qemu::lab::{Lab, Topology};
+use vdcnet_qemu::{build_image, is_root, BuildOutput, Error, ErrorKind, LinkPolicy, Netns};
 
 /// Counts and prints steps.
 struct Steps {
@@ -82,169 +50,189 @@ fn ping_time(output: &str) -> String {
         .map_or_else(|| "reply".to_string(), |t| format!("reply in {t} ms"))
 }
 
-/// Waits for `vm`'s console to report an answered ping of `addr`.
-fn wait_ping_reply(vm: &Vm, addr: &str) -> Result<((), String), Error> {
-    let pattern = format!("vdcnet: ping {addr} seq=");
-    vm.console()
-        .wait_from(
-            0,
-            |l| l.starts_with(&pattern) && l.contains("reply"),
-            DEFAULT_TIMEOUT,
-        )
-        .map(|(_, line)| ((), format!("{}: {line}", vm.name())))
-        .map_err(|_| {
-            vm.fail(Error::new(
-                vdcnet_qemu::ErrorKind::Timeout,
-                format!("`{}` reported no reply from {addr}", vm.name()),
-            ))
-        })
+/// Runs `program` in `ns`, returning its output; an error if it fails.
+fn run_in(ns: &Netns, program: &str, args: &[&str]) -> Result<String, Error> {
+    let out = ns
+        .command(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::new(ErrorKind::Net, format!("cannot run {program}: {e}")))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(Error::new(ErrorKind::Net, format!("{program} {}", args.join(" "))).with_evidence(text))
+    }
+}
+
+/// The last line of `text` that contains `needle`, trimmed.
+fn line_with<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
+    text.lines()
+        .rev()
+        .find(|l| l.contains(needle))
+        .map(str::trim)
 }
 
 pub fn main(args: &[String]) -> CmdResult {
     no_args(args)?;
+    if !is_root() {
+        eprintln!("vdcnet demo: needs root (it creates network namespaces and tap devices)");
+        return Ok(ExitCode::FAILURE);
+    }
     let mut steps = Steps { n: 0, failed: 0 };
-    let root = is_root();
-
-    let Some(image) = steps.run("build the appliance image", || {
-        let path = build_image(BuildOutput::Quiet)?;
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let detail = format!("{} ({:.0} KiB)", path.display(), size as f64 / 1024.0);
-        Ok((path, detail))
-    }) else {
-        return Ok(ExitCode::FAILURE);
+    let done = |steps: &Steps| {
+        if steps.failed == 0 {
+            println!("\ndemo: all {} steps passed", steps.n);
+            Ok(ExitCode::SUCCESS)
+        } else {
+            println!("\ndemo: {} of {} steps failed", steps.failed, steps.n);
+            Ok(ExitCode::FAILURE)
+        }
     };
 
-    let Some((node_a, node_b)) =
-        steps.run("generate a two-node WireGuard mesh (`vdcnet mesh`)", || {
-            let (a, b) = configs()?;
-            let detail = format!(
-                "a: {} overlay {}, b: {} overlay {}",
-                a.underlay, a.overlay_v4, b.underlay, b.overlay_v4
-            );
-            Ok(((a, b), detail))
+    if steps
+        .run("build the appliance image", || {
+            let path = build_image(BuildOutput::Quiet)?;
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            Ok((
+                (),
+                format!("{} ({:.0} KiB)", path.display(), size as f64 / 1024.0),
+            ))
         })
-    else {
-        return Ok(ExitCode::FAILURE);
-    };
-    let (a_v6, b_v6) = (
-        node_a.overlay_v6.expect("plan has IPv6").to_string(),
-        node_b.overlay_v6.expect("plan has IPv6").to_string(),
-    );
-    let (a_v4, b_v4) = (node_a.overlay_v4.to_string(), node_b.overlay_v4.to_string());
+        .is_none()
+    {
+        return done(&steps);
+    }
 
-    let wire = Wire::new("demo");
-    let (a_segment, b_segment) = (Wire::new("demo-a-segment"), Wire::new("demo-b-segment"));
-    let booted = steps.run(
-        "boot `a` (wire + segment + user-mode NIC with a host forward) and `b` (wire + segment \
-         tap), pinging each other",
+    let Some(mut lab) = steps.run(
+        "start a two-node lab: `vdcnet mesh` configs, underlay switch, a workload namespace \
+         behind each segment configured by DHCP and router advertisements",
         || {
-            // `a`'s segment is a wire of its own with nothing else on it.
-            let a = Vm::builder("a")
-                .image(&image)
-                .config(&node_a.config)
-                .append(&format!("vdcnet.ping=10.10.0.2,{b_v4},{b_v6}"))
-                .nic(Nic::wire(&wire))
-                .nic(Nic::wire(&a_segment))
-                .nic(Nic::user())
-                .spawn()?;
-            let b = Vm::builder("b")
-                .image(&image)
-                .config(&node_b.config)
-                .append(&format!("vdcnet.ping=10.10.0.1,{a_v4},{a_v6}"))
-                .nic(Nic::wire(&wire))
-                .nic(if root {
-                    Nic::tap_with(&B_WORKLOAD)
-                } else {
-                    Nic::wire(&b_segment)
-                })
-                .spawn()?;
-            let ready_a = a.wait_ready()?;
-            let ready_b = b.wait_ready()?;
-            let detail = format!("\n      a: {ready_a}\n      b: {ready_b}");
-            Ok(((a, b), detail))
+            let lab = Lab::start(&Topology::new(2))?;
+            let detail = lab
+                .describe()
+                .iter()
+                .map(|l| format!("\n      {l}"))
+                .collect::<String>();
+            Ok((lab, detail))
         },
-    );
-    let Some((a, b)) = booted else {
-        println!("\ndemo: {} of {} steps failed", steps.failed, steps.n);
-        return Ok(ExitCode::FAILURE);
+    ) else {
+        return done(&steps);
     };
-    for vm in [&a, &b] {
-        for nic in vm.describe_nics() {
-            println!("      {}: {nic}", vm.name());
+    let addrs = |lab: &Lab, i: usize| -> Vec<IpAddr> {
+        let a = lab.workload_addrs(i);
+        a.v4.map(IpAddr::V4)
+            .into_iter()
+            .chain(a.v6.map(IpAddr::V6))
+            .collect()
+    };
+
+    for (i, j) in [(0, 1), (1, 0)] {
+        for dst in addrs(&lab, j) {
+            steps.run(
+                &format!(
+                    "workload {} pings workload {} at {dst} over the mesh",
+                    i + 1,
+                    j + 1
+                ),
+                || {
+                    let out = lab.workload(i).ping(dst, Duration::from_secs(20))?;
+                    Ok(((), ping_time(&out)))
+                },
+            );
         }
     }
 
-    for addr in [b_v4.as_str(), b_v6.as_str()] {
-        steps.run(&format!("ping b at {addr} from the namespace"), || {
-            let ns = b.netns(1).ok_or_else(|| {
-                Error::new(
-                    vdcnet_qemu::ErrorKind::Spawn,
-                    "no namespace: network namespaces and taps need root",
+    if let Some(dst) = lab.workload_v4(1) {
+        let dst = dst.to_string();
+        steps.run(
+            "TCP from workload 1 to workload 2 with iperf3 (3 s)",
+            || {
+                let mut server = lab
+                    .workload(1)
+                    .command("iperf3")
+                    .args(["-s", "-1"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| Error::new(ErrorKind::Net, format!("iperf3: {e}")))?;
+                std::thread::sleep(Duration::from_millis(500));
+                let r = run_in(lab.workload(0), "iperf3", &["-c", &dst, "-t", "3"]);
+                let _ = server.kill();
+                let _ = server.wait();
+                let out = r?;
+                Ok((
+                    (),
+                    line_with(&out, "receiver").unwrap_or("done").to_string(),
+                ))
+            },
+        );
+        steps.run(
+            "a 1500-byte ping with DF set gets 'fragmentation needed' (the tunnel's MTU)",
+            || {
+                let out = run_in(
+                    lab.workload(0),
+                    "ping",
+                    &["-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1472", &dst],
                 )
-            })?;
-            let ip: IpAddr = addr.parse().expect("literal address");
-            let out = ns
-                .ping(ip, Duration::from_secs(10))
-                .map_err(|e| b.fail(e))?;
-            Ok((
-                (),
-                format!(
-                    "ip netns exec {} ping {addr}: {}",
-                    ns.name(),
-                    ping_time(&out)
-                ),
-            ))
+                .err()
+                .map(|e| e.evidence().to_string())
+                .unwrap_or_default();
+                match line_with(&out, "mtu") {
+                    Some(l) => Ok(((), l.to_string())),
+                    None => Err(Error::new(ErrorKind::Net, "no fragmentation-needed error")
+                        .with_evidence(out)),
+                }
+            },
+        );
+        let underlay = lab.nodes()[1].underlay.to_string();
+        steps.run(
+            &format!("workload 1 cannot reach the underlay ({underlay})"),
+            || match run_in(
+                lab.workload(0),
+                "ping",
+                &["-n", "-c", "1", "-W", "2", &underlay],
+            ) {
+                Ok(out) => {
+                    Err(Error::new(ErrorKind::Net, "the underlay answered").with_evidence(out))
+                }
+                Err(e) => Ok((
+                    (),
+                    line_with(e.evidence(), "filtered")
+                        .unwrap_or("no reply")
+                        .to_string(),
+                )),
+            },
+        );
+        let dst: IpAddr = dst.parse().expect("an address");
+        steps.run("cut node2's underlay link: the mesh stops", || {
+            lab.set_policy(1, LinkPolicy::cut());
+            match lab.workload(0).ping_once(dst, Duration::from_secs(2)) {
+                Ok(_) => Err(Error::new(ErrorKind::Net, "a reply crossed a cut link")),
+                Err(_) => Ok(((), "no reply, as expected".to_string())),
+            }
+        });
+        steps.run("restore the link: traffic resumes by itself", || {
+            lab.set_policy(1, LinkPolicy::default());
+            let t = Instant::now();
+            let out = lab.workload(0).ping(dst, Duration::from_secs(30))?;
+            Ok(((), format!("{} after {:.1?}", ping_time(&out), t.elapsed())))
         });
     }
 
-    steps.run("TCP echo from the host through a's forward to a:7", || {
-        let fwd = a
-            .forwarded(ECHO_PORT)
-            .expect("a has a user NIC forwarding 7");
-        let payload = b"hello from the host, through QEMU's forward, to vdcnet";
-        let back = tcp_echo_retry(fwd, payload, Duration::from_secs(10)).map_err(|e| a.fail(e))?;
-        if back != payload {
-            return Err(a.fail(Error::new(
-                vdcnet_qemu::ErrorKind::Net,
-                format!("echo differs: sent {payload:?}, got {back:?}"),
-            )));
-        }
-        Ok((
-            (),
-            format!(
-                "{fwd} -> a:7 sent and got back {:?}",
-                String::from_utf8_lossy(&back)
-            ),
-        ))
-    });
-
-    for (vm, addr) in [(&a, "10.10.0.2"), (&b, "10.10.0.1")] {
-        steps.run(
-            &format!("`{}` pings {addr} over the wire", vm.name()),
-            || wait_ping_reply(vm, addr),
-        );
-    }
-    for (vm, addr) in [(&a, &b_v4), (&a, &b_v6), (&b, &a_v4), (&b, &a_v6)] {
-        steps.run(
-            &format!("`{}` pings {addr} through the WireGuard tunnel", vm.name()),
-            || wait_ping_reply(vm, addr),
-        );
-    }
-
-    println!("wire `{}`:", wire.name());
-    for (port, s) in wire.stats() {
+    println!("underlay switch `{}`:", lab.wire().name());
+    for (port, s) in lab.wire().stats() {
         println!(
             "    port {port}: {} frames in, {} out, {} dropped",
             s.rx, s.tx, s.dropped
         );
     }
-    if steps.failed == 0 {
-        println!("\ndemo: all {} steps passed", steps.n);
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("\ndemo: {} of {} steps failed", steps.failed, steps.n);
-        Ok(ExitCode::FAILURE)
-    }
+    done(&steps)
 }
 
 #[cfg(test)]
