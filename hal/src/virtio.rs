@@ -17,7 +17,7 @@ use virtio_drivers::transport::{DeviceType, SomeTransport, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 /// Descriptors per virtqueue, and so frames in flight per direction.
-pub const QUEUE_SIZE: usize = 32;
+pub const QUEUE_SIZE: usize = 128;
 /// Bytes per frame buffer: the virtio-net header plus a 1514-byte frame, rounded up.
 const BUF_LEN: usize = 2048;
 /// Largest Ethernet frame (without FCS) the driver passes.
