@@ -55,6 +55,20 @@ fn run_in(ns: &Netns, program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
 
+/// One ping from `ns` to `dst` with `extra` options (`-M do -s 1472`, `-t 1`, ...):
+/// whether it got a reply, and everything ping printed.
+fn ping(ns: &Netns, dst: IpAddr, extra: &[&str]) -> (bool, String) {
+    let d = dst.to_string();
+    let family = if dst.is_ipv6() { "-6" } else { "-4" };
+    let mut args = vec![family, "-n", "-c", "1", "-W", "2"];
+    args.extend_from_slice(extra);
+    args.push(&d);
+    match ns.run("ping", &args) {
+        Ok(out) => (true, out),
+        Err(e) => (false, e.evidence().to_string()),
+    }
+}
+
 /// Evidence for a failed assertion: every node's console tail.
 fn consoles(lab: &Lab) -> String {
     (0..lab.len())
@@ -214,99 +228,44 @@ fn a_workload_reaches_no_underlay_address() {
     targets.push(Ipv4Addr::new(192, 168, 100, 254));
     targets.push(Ipv4Addr::new(192, 168, 100, 77));
     for t in targets {
-        let out = run_in(w, "ping", &["-n", "-c", "2", "-W", "2", &t.to_string()]);
-        let t_out = text(&out);
-        assert!(!out.status.success(), "{t} answered: {t_out}");
+        let (replied, out) = ping(w, IpAddr::V4(t), &[]);
+        assert!(!replied, "{t} answered: {out}");
         // The appliance says why instead of leaving the workload to time out.
-        assert!(t_out.contains("Packet filtered"), "{t}: {t_out}");
+        assert!(out.contains("Packet filtered"), "{t}: {out}");
         // TCP to the appliances' echo service on the underlay fails too.
-        let nc = run_in(
-            w,
-            "bash",
-            &[
-                "-c",
-                &format!("timeout 3 bash -c 'exec 3<>/dev/tcp/{t}/7' && echo open"),
-            ],
-        );
-        assert!(!text(&nc).contains("open"), "TCP to {t}:7 connected");
+        let connect = format!("timeout 3 bash -c 'exec 3<>/dev/tcp/{t}/7' && echo open");
+        let nc = text(&run_in(w, "bash", &["-c", &connect]));
+        assert!(!nc.contains("open"), "TCP to {t}:7 connected");
     }
     // Not by IPv6 either (the underlay has none; nothing routes there).
-    let out = run_in(w, "ping", &["-n", "-c", "1", "-W", "2", "fd00:100::1"]);
-    assert!(!out.status.success());
+    let (replied, out) = ping(w, "fd00:100::1".parse().unwrap(), &[]);
+    assert!(!replied, "{out}");
 }
 
 #[test]
 fn a_1500_byte_df_ping_gets_fragmentation_needed_with_the_tunnel_mtu_and_tcp_adapts() {
     let (_turn, lab) = lab("a_1500_byte_df_ping", Topology::new(3));
     let (w, dst) = (lab.workload(0), v4(&lab, 1));
-    let out = run_in(
-        w,
-        "ping",
-        &[
-            "-n",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-M",
-            "do",
-            "-s",
-            "1472",
-            &dst.to_string(),
-        ],
-    );
-    let t = text(&out);
+    let (_, out) = ping(w, dst, &["-M", "do", "-s", "1472"]);
     assert!(
-        t.contains("Frag needed and DF set (mtu = 1420)") || t.contains("mtu=1420"),
-        "{t}"
+        out.contains("Frag needed and DF set (mtu = 1420)") || out.contains("mtu=1420"),
+        "{out}"
     );
     // The kernel now knows the path MTU.
     let route = text(&run_in(w, "ip", &["-4", "route", "get", &dst.to_string()]));
     assert!(route.contains("mtu 1420"), "{route}");
-    // A full-size ping that fits the path works; DF pings just above it do not.
-    let fits = run_in(
-        w,
-        "ping",
-        &[
-            "-n",
-            "-c",
-            "1",
-            "-W",
-            "3",
-            "-M",
-            "do",
-            "-s",
-            "1392",
-            &dst.to_string(),
-        ],
-    );
-    assert!(fits.status.success(), "{}", text(&fits));
+    // A full-size ping that fits the path works.
+    let (replied, out) = ping(w, dst, &["-M", "do", "-s", "1392"]);
+    assert!(replied, "{out}");
     // A TCP transfer from a fresh namespace view (the workload's MTU is 1500) succeeds.
     let _ = run_in(w, "ip", &["route", "flush", "cache"]);
     let got = iperf(w, lab.workload(1), dst, 5_000_000, false);
     assert!(got >= 5_000_000, "{got}");
     // IPv6: packet too big.
-    let out = run_in(
-        w,
-        "ping",
-        &[
-            "-6",
-            "-n",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-M",
-            "do",
-            "-s",
-            "1452",
-            &v6(&lab, 1).to_string(),
-        ],
-    );
-    let t = text(&out);
+    let (_, out) = ping(w, v6(&lab, 1), &["-M", "do", "-s", "1452"]);
     assert!(
-        t.contains("mtu=1420") || t.contains("Packet too big"),
-        "{t}"
+        out.contains("mtu=1420") || out.contains("Packet too big"),
+        "{out}"
     );
 }
 
@@ -316,43 +275,14 @@ fn ttl_expiry_at_either_router_returns_time_exceeded() {
     let w = lab.workload(0);
     let n = lab.nodes();
     for (ttl, router) in [("1", n[0].overlay_v4), ("2", n[1].overlay_v4)] {
-        let out = run_in(
-            w,
-            "ping",
-            &[
-                "-n",
-                "-c",
-                "1",
-                "-W",
-                "2",
-                "-t",
-                ttl,
-                &v4(&lab, 1).to_string(),
-            ],
-        );
-        let t = text(&out);
+        let (_, out) = ping(w, v4(&lab, 1), &["-t", ttl]);
         assert!(
-            t.contains(&format!("From {router}")) && t.contains("Time to live exceeded"),
-            "ttl {ttl}: {t}"
+            out.contains(&format!("From {router}")) && out.contains("Time to live exceeded"),
+            "ttl {ttl}: {out}"
         );
     }
-    let out = run_in(
-        w,
-        "ping",
-        &[
-            "-6",
-            "-n",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-t",
-            "1",
-            &v6(&lab, 2).to_string(),
-        ],
-    );
-    let t = text(&out);
-    assert!(t.contains("Time exceeded: Hop limit"), "{t}");
+    let (_, out) = ping(w, v6(&lab, 2), &["-t", "1"]);
+    assert!(out.contains("Time exceeded: Hop limit"), "{out}");
 }
 
 #[test]
@@ -376,7 +306,7 @@ fn a_restarted_appliance_carries_the_mesh_again_by_itself() {
 }
 
 /// A switch port that injects the frames it is given, and swallows what it receives.
-struct Injector(Mutex<Vec<Vec<u8>>>);
+struct Injector(Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl PortIo for Injector {
     fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
@@ -503,17 +433,8 @@ fn malformed_frames_on_every_port_are_dropped_and_counted() {
         let mac = lab.vm(i).mac(0).unwrap().0;
         frames.extend(malformed(mac, [192, 168, 100, 66], n.underlay.octets()));
     }
-    let injector = Arc::new(Injector(Mutex::new(frames.clone())));
-    struct Shared(Arc<Injector>);
-    impl PortIo for Shared {
-        fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-            self.0.recv(buf)
-        }
-        fn send(&self, f: &[u8]) -> io::Result<()> {
-            self.0.send(f)
-        }
-    }
-    let port = ok(lab.wire().attach(Box::new(Shared(injector.clone()))));
+    let queue = Arc::new(Mutex::new(frames.clone()));
+    let port = ok(lab.wire().attach(Box::new(Injector(queue.clone()))));
     // Segments: the same kinds of frames from each workload to its appliance.
     let per_node = frames.len() / 3;
     for i in 0..3 {
@@ -539,7 +460,10 @@ fn malformed_frames_on_every_port_are_dropped_and_counted() {
         thread::sleep(Duration::from_millis(500));
     }
     lab.wire().detach(port);
-    assert!(injector.0.lock().unwrap().is_empty());
+    assert!(
+        queue.lock().unwrap().is_empty(),
+        "the switch took every frame"
+    );
     // The mesh still works.
     ok(lab.workload(0).ping(v4(&lab, 2), TIMEOUT));
 }

@@ -125,18 +125,15 @@ impl Netns {
         cmd
     }
 
-    /// Sends one ICMP echo request to `addr` from inside the namespace (v4 or v6) and waits
-    /// up to `wait` for the reply. Returns ping's output, or an error holding it.
-    pub fn ping_once(&self, addr: IpAddr, wait: Duration) -> Result<String> {
-        let secs = wait.as_secs().max(1).to_string();
-        let mut cmd = self.command("ping");
-        cmd.arg(if addr.is_ipv6() { "-6" } else { "-4" })
-            .args(["-n", "-c", "1", "-W", &secs])
-            .arg(addr.to_string())
-            .stdin(Stdio::null());
-        let out = cmd
+    /// Runs `program` with `args` in the namespace and returns its output (stdout then
+    /// stderr); an error holding that output if it exits with failure.
+    pub fn run(&self, program: &str, args: &[&str]) -> Result<String> {
+        let out = self
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
             .output()
-            .map_err(|e| Error::new(ErrorKind::Net, format!("cannot run ping: {e}")))?;
+            .map_err(|e| Error::new(ErrorKind::Net, format!("cannot run {program}: {e}")))?;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -147,10 +144,24 @@ impl Netns {
         } else {
             Err(Error::new(
                 ErrorKind::Net,
-                format!("ping {addr} from namespace {} got no reply", self.name),
+                format!(
+                    "`{program} {}` in namespace {} failed ({})",
+                    args.join(" "),
+                    self.name,
+                    out.status
+                ),
             )
             .with_evidence(text))
         }
+    }
+
+    /// Sends one ICMP echo request to `addr` from inside the namespace (v4 or v6) and waits
+    /// up to `wait` for the reply. Returns ping's output, or an error holding it.
+    pub fn ping_once(&self, addr: IpAddr, wait: Duration) -> Result<String> {
+        let secs = wait.as_secs().max(1).to_string();
+        let family = if addr.is_ipv6() { "-6" } else { "-4" };
+        let a = addr.to_string();
+        self.run("ping", &[family, "-n", "-c", "1", "-W", &secs, &a])
     }
 
     /// Pings `addr` once a second until a reply comes or `timeout` passes (the first

@@ -330,9 +330,7 @@ impl Nat {
                 self.expire(now_secs);
                 let i = self.lookup_or_create(now_secs, flow)?;
                 let public_port = self.entry(i)?.public_port;
-                let mut addr_d = Delta::default();
-                set_addr(pkt, 12, self.public, &mut addr_d)?;
-                fix_csum(pkt, 10, addr_d)?;
+                let addr_d = rewrite_addr(pkt, 12, self.public)?;
                 let mut port_d = Delta::default();
                 set16(pkt, l4, public_port, &mut port_d)?;
                 fix_l4_csum(pkt, ip.proto, csum_off, addr_d.plus(port_d))?;
@@ -359,12 +357,8 @@ impl Nat {
                         self.expire(now_secs);
                         let i = self.lookup_or_create(now_secs, flow)?;
                         let public_id = self.entry(i)?.public_port;
-                        let mut addr_d = Delta::default();
-                        set_addr(pkt, 12, self.public, &mut addr_d)?;
-                        fix_csum(pkt, 10, addr_d)?;
-                        let mut id_d = Delta::default();
-                        set16(pkt, l4 + 4, public_id, &mut id_d)?;
-                        fix_csum(pkt, l4 + 2, id_d)?;
+                        rewrite_addr(pkt, 12, self.public)?;
+                        rewrite_echo_id(pkt, l4, public_id)?;
                         self.touch(i, now_secs);
                         Ok(())
                     }
@@ -402,9 +396,7 @@ impl Nat {
                 self.expire(now_secs);
                 let i = self.find_in(ip.proto, public_port, ip.src, remote_port);
                 let flow = self.entry(i).map_err(|_| NatDrop::NoMapping)?.flow;
-                let mut addr_d = Delta::default();
-                set_addr(pkt, 16, flow.inside, &mut addr_d)?;
-                fix_csum(pkt, 10, addr_d)?;
+                let addr_d = rewrite_addr(pkt, 16, flow.inside)?;
                 let mut port_d = Delta::default();
                 set16(pkt, l4 + 2, flow.inside_port, &mut port_d)?;
                 fix_l4_csum(pkt, ip.proto, csum_off, addr_d.plus(port_d))?;
@@ -425,12 +417,8 @@ impl Nat {
                         self.expire(now_secs);
                         let i = self.find_in(PROTO_ICMP, public_id, ip.src, 0);
                         let flow = self.entry(i).map_err(|_| NatDrop::NoMapping)?.flow;
-                        let mut addr_d = Delta::default();
-                        set_addr(pkt, 16, flow.inside, &mut addr_d)?;
-                        fix_csum(pkt, 10, addr_d)?;
-                        let mut id_d = Delta::default();
-                        set16(pkt, l4 + 4, flow.inside_port, &mut id_d)?;
-                        fix_csum(pkt, l4 + 2, id_d)?;
+                        rewrite_addr(pkt, 16, flow.inside)?;
+                        rewrite_echo_id(pkt, l4, flow.inside_port)?;
                         self.touch(i, now_secs);
                         Ok(())
                     }
@@ -1011,6 +999,22 @@ fn set16(b: &mut [u8], off: usize, new: u16, d: &mut Delta) -> Result<(), NatDro
     s.copy_from_slice(&new.to_be_bytes());
     d.word(old, new);
     Ok(())
+}
+
+/// Sets the IPv4 address at `off` (12: source, 16: destination) and patches the header
+/// checksum; returns the change, for the transport checksum's pseudo-header.
+fn rewrite_addr(pkt: &mut [u8], off: usize, addr: [u8; 4]) -> Result<Delta, NatDrop> {
+    let mut d = Delta::default();
+    set_addr(pkt, off, addr, &mut d)?;
+    fix_csum(pkt, 10, d)?;
+    Ok(d)
+}
+
+/// Sets the identifier of the ICMP echo message at `l4` and patches its checksum.
+fn rewrite_echo_id(pkt: &mut [u8], l4: usize, id: u16) -> Result<(), NatDrop> {
+    let mut d = Delta::default();
+    set16(pkt, l4 + 4, id, &mut d)?;
+    fix_csum(pkt, l4 + 2, d)
 }
 
 fn set_addr(b: &mut [u8], off: usize, new: [u8; 4], d: &mut Delta) -> Result<(), NatDrop> {

@@ -13,40 +13,11 @@ use smoltcp::wire::{
     Ipv6Packet, NdiscNeighborFlags, NdiscRepr, UdpPacket,
 };
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::string::String;
 use std::vec::Vec;
 
-#[derive(Default)]
-struct Queues {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-struct Nic {
-    mac: [u8; 6],
-    q: Rc<RefCell<Queues>>,
-}
-
-impl NetDevice for Nic {
-    fn mac_address(&self) -> [u8; 6] {
-        self.mac
-    }
-    fn receive_with<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
-        let frame = self.q.borrow_mut().rx.pop_front()?;
-        Some(f(&frame))
-    }
-    fn transmit_with<T>(&mut self, len: usize, f: impl FnOnce(&mut [u8]) -> T) -> Option<T> {
-        let mut buf = vec![0u8; len];
-        let r = f(&mut buf);
-        self.q.borrow_mut().tx.push(buf);
-        Some(r)
-    }
-    fn can_transmit(&mut self) -> bool {
-        true
-    }
-}
+use super::test_nic::{MockNic as Nic, Queues};
 
 type App = Appliance<Nic, rand_core::OsRng>;
 

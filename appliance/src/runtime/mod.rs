@@ -365,3 +365,5 @@ mod tests;
 
 #[cfg(test)]
 mod mesh_tests;
+#[cfg(test)]
+mod test_nic;

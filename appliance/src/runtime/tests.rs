@@ -9,51 +9,14 @@ use smoltcp::wire::{
 };
 use smoltcp::wire::{EthernetAddress, Icmpv4Packet, Icmpv4Repr};
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 
-#[derive(Default)]
-struct Queues {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-/// An in-memory NIC: the test pushes frames in and reads what the appliance sent.
-struct MockNic {
-    mac: [u8; 6],
-    q: Rc<RefCell<Queues>>,
-}
-
-impl NetDevice for MockNic {
-    fn mac_address(&self) -> [u8; 6] {
-        self.mac
-    }
-    fn receive_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let frame = self.q.borrow_mut().rx.pop_front()?;
-        Some(f(&frame))
-    }
-    fn transmit_with<R>(&mut self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
-        let mut buf = vec![0u8; len];
-        let r = f(&mut buf);
-        self.q.borrow_mut().tx.push(buf);
-        Some(r)
-    }
-    fn can_transmit(&mut self) -> bool {
-        true
-    }
-}
+use super::test_nic::{MockNic, Queues};
 
 const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
 
 fn nic(last: u8) -> (MockNic, Rc<RefCell<Queues>>) {
-    let q = Rc::new(RefCell::new(Queues::default()));
-    (
-        MockNic {
-            mac: [0x52, 0x54, 0, 0, 0, last],
-            q: q.clone(),
-        },
-        q,
-    )
+    MockNic::new([0x52, 0x54, 0, 0, 0, last])
 }
 
 type App = Appliance<MockNic, rand_core::OsRng>;

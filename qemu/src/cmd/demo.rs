@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use vdcnet_qemu::lab::{Lab, Topology};
-use vdcnet_qemu::{build_image, is_root, BuildOutput, Error, ErrorKind, LinkPolicy, Netns};
+use vdcnet_qemu::{build_image, is_root, BuildOutput, Error, ErrorKind, LinkPolicy};
 
 /// Counts and prints steps.
 struct Steps {
@@ -48,26 +48,6 @@ fn ping_time(output: &str) -> String {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("time="))
         .map_or_else(|| "reply".to_string(), |t| format!("reply in {t} ms"))
-}
-
-/// Runs `program` in `ns`, returning its output; an error if it fails.
-fn run_in(ns: &Netns, program: &str, args: &[&str]) -> Result<String, Error> {
-    let out = ns
-        .command(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::new(ErrorKind::Net, format!("cannot run {program}: {e}")))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(Error::new(ErrorKind::Net, format!("{program} {}", args.join(" "))).with_evidence(text))
-    }
 }
 
 /// The last line of `text` that contains `needle`, trimmed.
@@ -162,7 +142,7 @@ pub fn main(args: &[String]) -> CmdResult {
                     .spawn()
                     .map_err(|e| Error::new(ErrorKind::Net, format!("iperf3: {e}")))?;
                 std::thread::sleep(Duration::from_millis(500));
-                let r = run_in(lab.workload(0), "iperf3", &["-c", &dst, "-t", "3"]);
+                let r = lab.workload(0).run("iperf3", &["-c", &dst, "-t", "3"]);
                 let _ = server.kill();
                 let _ = server.wait();
                 let out = r?;
@@ -175,14 +155,15 @@ pub fn main(args: &[String]) -> CmdResult {
         steps.run(
             "a 1500-byte ping with DF set gets 'fragmentation needed' (the tunnel's MTU)",
             || {
-                let out = run_in(
-                    lab.workload(0),
-                    "ping",
-                    &["-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1472", &dst],
-                )
-                .err()
-                .map(|e| e.evidence().to_string())
-                .unwrap_or_default();
+                let out = lab
+                    .workload(0)
+                    .run(
+                        "ping",
+                        &["-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1472", &dst],
+                    )
+                    .err()
+                    .map(|e| e.evidence().to_string())
+                    .unwrap_or_default();
                 match line_with(&out, "mtu") {
                     Some(l) => Ok(((), l.to_string())),
                     None => Err(Error::new(ErrorKind::Net, "no fragmentation-needed error")
@@ -193,11 +174,10 @@ pub fn main(args: &[String]) -> CmdResult {
         let underlay = lab.nodes()[1].underlay.to_string();
         steps.run(
             &format!("workload 1 cannot reach the underlay ({underlay})"),
-            || match run_in(
-                lab.workload(0),
-                "ping",
-                &["-n", "-c", "1", "-W", "2", &underlay],
-            ) {
+            || match lab
+                .workload(0)
+                .run("ping", &["-n", "-c", "1", "-W", "2", &underlay])
+            {
                 Ok(out) => {
                     Err(Error::new(ErrorKind::Net, "the underlay answered").with_evidence(out))
                 }
