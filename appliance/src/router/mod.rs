@@ -89,10 +89,9 @@ pub enum Drop {
     LocalFull,
     /// Would go back into the tunnel it came from (no relaying yet).
     Hairpin,
-    /// Multicast or broadcast we do not serve, IPv6 extension headers we do not forward.
+    /// Multicast or broadcast we do not serve; fragments for the local stack (it does not
+    /// reassemble).
     Unsupported,
-    /// The tunnel refused the packet (no peer for it, no session yet and queue full...).
-    Tunnel,
     /// Masquerade found no connection for an inbound packet, or could not add one.
     Nat,
     /// A DHCP message the server could not use.
@@ -100,7 +99,7 @@ pub enum Drop {
 }
 
 /// Every [`Drop`], in counter order.
-pub const ALL_DROPS: [Drop; 16] = [
+pub const ALL_DROPS: [Drop; 15] = [
     Drop::Malformed,
     Drop::NotForUs,
     Drop::Private,
@@ -114,7 +113,6 @@ pub const ALL_DROPS: [Drop; 16] = [
     Drop::LocalFull,
     Drop::Hairpin,
     Drop::Unsupported,
-    Drop::Tunnel,
     Drop::Nat,
     Drop::Dhcp,
 ];
@@ -835,6 +833,11 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
     }
 
     fn deliver_local(&mut self, pkt: &[u8]) {
+        // The local stack does not reassemble: a fragment for it (say, of an oversized
+        // WireGuard datagram) is counted here rather than lost without a trace.
+        if is_fragment(pkt) {
+            return self.count(Drop::Unsupported);
+        }
         if self.local.rx.push(pkt) {
             self.counters.local_in += 1;
         } else {
@@ -1590,6 +1593,16 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             self.forward(From::Local { errors: false }, &mut buf[..n]);
         }
         self.scratch = buf;
+    }
+}
+
+/// Whether `pkt` (valid IP header) is a fragment: IPv4 with MF or an offset, IPv6 with a
+/// fragment header right after the fixed one.
+fn is_fragment(pkt: &[u8]) -> bool {
+    if pkt[0] >> 4 == 6 {
+        pkt[6] == 44
+    } else {
+        u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff != 0
     }
 }
 

@@ -701,3 +701,32 @@ fn egress_nat_masquerades_segment_traffic_and_brings_replies_back() {
     assert_eq!(udp.dst_port(), 4000);
     assert!(udp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()));
 }
+
+#[test]
+fn fragments_for_the_appliance_itself_are_dropped_and_counted() {
+    let mut m = Mesh::new("");
+    let mut p = udp4(host_v4(1), router_v4(1), 100, 64, false);
+    // Turn it into a first fragment (more fragments follow).
+    p[6] = 0x20;
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = {
+        let mut acc = 0u32;
+        for w in p[..20].chunks(2) {
+            acc += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    };
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let before = m.apps[0].router_counters();
+    m.hosts[0].send_ip(&p);
+    m.run(5);
+    let after = m.apps[0].router_counters();
+    assert_eq!(
+        after.drop_count(Drop::Unsupported),
+        before.drop_count(Drop::Unsupported) + 1
+    );
+    assert_eq!(after.local_in, before.local_in);
+}
