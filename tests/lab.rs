@@ -467,3 +467,34 @@ fn malformed_frames_on_every_port_are_dropped_and_counted() {
     // The mesh still works.
     ok(lab.workload(0).ping(v4(&lab, 2), TIMEOUT));
 }
+
+#[test]
+fn egress_nat_takes_a_workload_to_the_host_and_only_that_node() {
+    use std::io::Read;
+    use std::net::TcpListener;
+    // node1 has a third NIC on QEMU's user-mode network with `Egress = nat`: its workload
+    // reaches the host at 10.0.2.2 (QEMU maps it to the host's loopback), masqueraded
+    // as 10.0.2.15. node2 has no way out.
+    let (_turn, lab) = lab("egress_nat", Topology::new(2).internet(0));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let send = format!("echo through-the-nat > /dev/tcp/10.0.2.2/{port}");
+    let got = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    });
+    let out = run_in(lab.workload(0), "timeout", &["10", "bash", "-c", &send]);
+    assert!(out.status.success(), "{}\n{}", text(&out), consoles(&lab));
+    assert_eq!(got.join().unwrap(), "through-the-nat\n");
+    // ICMP echo goes out too (QEMU's user network answers pings to its gateway).
+    ok(lab.workload(0).ping("10.0.2.2".parse().unwrap(), TIMEOUT));
+    // The other node's workload has no such route.
+    let (replied, out) = ping(lab.workload(1), "10.0.2.2".parse().unwrap(), &[]);
+    assert!(!replied, "{out}");
+    assert!(
+        out.contains("Destination Net Unreachable") || out.contains("filtered"),
+        "{out}"
+    );
+}

@@ -50,6 +50,9 @@
 //! [Node node3]               # the VM itself; `[Node]` alone: every node
 //! Append = vdcnet.ping=10.20.1.1   # extra kernel command line
 //! Memory = 64                # MiB
+//! Internet = yes             # a third NIC on QEMU's user-mode network (10.0.2.15/24,
+//!                            #   gateway 10.0.2.2) with `Egress = nat`: the node's
+//!                            #   workload reaches the host and beyond, masqueraded
 //! ```
 //!
 //! Nodes are named `node1`..`nodeN` (or just `1`..`N`) in files; in the Rust API they are
@@ -116,6 +119,16 @@ impl Default for WorkloadSpec {
     }
 }
 
+/// The `[Link]` a node with `Internet = yes` gets for its third NIC: QEMU's user-mode
+/// network (the host is 10.0.2.2), masquerading its segment.
+pub const INTERNET_LINK: &str = "
+# The lab's way out: QEMU's user-mode network, masqueraded.
+[Link]
+Address = 10.0.2.15/24
+Gateway = 10.0.2.2
+Egress = nat
+";
+
 /// One node of a topology.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeSpec {
@@ -127,6 +140,8 @@ pub struct NodeSpec {
     pub append: String,
     /// Guest memory in MiB.
     pub memory_mib: u32,
+    /// A third NIC on QEMU's user-mode network, an underlay link with `Egress = nat`.
+    pub internet: bool,
 }
 
 impl Default for NodeSpec {
@@ -136,6 +151,7 @@ impl Default for NodeSpec {
             workload: WorkloadSpec::default(),
             append: String::new(),
             memory_mib: 64,
+            internet: false,
         }
     }
 }
@@ -229,6 +245,13 @@ impl Topology {
     /// Extra kernel command line for node `i`.
     pub fn append(mut self, i: usize, args: &str) -> Topology {
         self.nodes[i].append = args.to_string();
+        self
+    }
+
+    /// Gives node `i` a way out: a third NIC on QEMU's user-mode network, configured as an
+    /// underlay link with `Egress = nat` (see [`INTERNET_LINK`]).
+    pub fn internet(mut self, i: usize) -> Topology {
+        self.nodes[i].internet = true;
         self
     }
 
@@ -622,6 +645,7 @@ fn apply(kind: &str, spec: &mut NodeSpec, e: &Entry) -> std::result::Result<(), 
         ("workload", "dhcp") => spec.workload.dhcp = parse_bool(v)?,
         ("workload", "slaac") => spec.workload.slaac = parse_bool(v)?,
         ("node", "append") => spec.append = v.to_string(),
+        ("node", "internet") => spec.internet = parse_bool(v)?,
         ("node", "memory") => {
             let m: u32 = parse_value(v, "a size in MiB")?;
             if !(16..=4096).contains(&m) {
@@ -739,6 +763,9 @@ impl Lab {
                     1,
                 );
             }
+            if topology.nodes[i].internet {
+                node.config.push_str(INTERNET_LINK);
+            }
             if let Some(edit) = &topology.edit_config {
                 node.config = edit(i, &node.config);
             }
@@ -785,7 +812,7 @@ impl Lab {
         let spec = &self.topology.nodes[i];
         let node = &self.nodes[i];
         let slot = &mut self.slots[i];
-        let vm = Vm::builder(&node.name)
+        let mut vm = Vm::builder(&node.name)
             .config(&node.config)
             .memory_mib(spec.memory_mib)
             .append(&spec.append)
@@ -793,8 +820,11 @@ impl Lab {
             .nic(
                 Nic::tap_in(&slot.ns, WORKLOAD_IF, Some(workload_mac(&self.topology, i)))
                     .mac(vm_mac(i, 1)),
-            )
-            .spawn()?;
+            );
+        if spec.internet {
+            vm = vm.nic(Nic::user().unrestricted().mac(vm_mac(i, 2)));
+        }
+        let vm = vm.spawn()?;
         if let Some(port) = vm.wire_port(0) {
             self.wire.set_policy(port.id(), slot.policy.clone());
         }
@@ -1164,7 +1194,8 @@ mod tests {
              SLAAC = off\n\
              [Node node1]\n\
              Append = vdcnet.ping=10.30.2.1,10.30.3.1\n\
-             Memory = 128\n",
+             Memory = 128\n\
+             Internet = yes\n",
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(t.plan.v4, Ipv4Addr::new(10, 30, 0, 0));
@@ -1188,6 +1219,7 @@ mod tests {
         assert_eq!(t.nodes[0].workload, WorkloadSpec::default());
         assert_eq!(t.nodes[0].append, "vdcnet.ping=10.30.2.1,10.30.3.1");
         assert_eq!(t.nodes[0].memory_mib, 128);
+        assert!(t.nodes[0].internet && !t.nodes[1].internet);
         assert_eq!(t.nodes[1].memory_mib, 64);
     }
 

@@ -46,6 +46,8 @@ pub(crate) enum NicKind {
         net: Option<String>,
         ipv6_net: Option<String>,
         forwards: Vec<u16>,
+        /// `restrict=on`: the guest reaches nothing outside.
+        restricted: bool,
     },
     Wire(Wire),
     Tap {
@@ -69,9 +71,20 @@ impl Nic {
                 net: None,
                 ipv6_net: None,
                 forwards: vec![ECHO_PORT],
+                restricted: true,
             },
             mac: None,
         }
+    }
+
+    /// Lets a user-mode NIC's guest out (`restrict=off`): it reaches the host's loopback
+    /// at the gateway address (10.0.2.2), and whatever the host reaches. No effect on other
+    /// kinds.
+    pub fn unrestricted(mut self) -> Nic {
+        if let NicKind::User { restricted, .. } = &mut self.kind {
+            *restricted = false;
+        }
+        self
     }
 
     /// Sets a user-mode NIC's IPv4 network (e.g. `10.0.3.0/24`; the guest is `.15`) and,
@@ -173,8 +186,17 @@ impl NicRuntime {
     /// The `-netdev` value.
     pub(crate) fn netdev(&self, kind: &NicKind, id: &str) -> String {
         match (self, kind) {
-            (NicRuntime::User { forwards }, NicKind::User { net, ipv6_net, .. }) => {
-                let mut s = format!("user,id={id},restrict=on");
+            (
+                NicRuntime::User { forwards },
+                NicKind::User {
+                    net,
+                    ipv6_net,
+                    restricted,
+                    ..
+                },
+            ) => {
+                let restrict = if *restricted { "on" } else { "off" };
+                let mut s = format!("user,id={id},restrict={restrict}");
                 if let Some(net) = net {
                     s.push_str(&format!(",net={net}"));
                 }
