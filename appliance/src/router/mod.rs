@@ -11,33 +11,38 @@
 //! link only through one with `Egress = nat` (IPv4, masqueraded). Nothing from an underlay
 //! link is forwarded, except the replies of masqueraded connections.
 //!
-//! Files: `packet` (header writers, checksums, ICMP errors, fragmentation), `neighbor` (the
-//! bounded ARP/NDP cache), `ring` (fixed packet queues), `dhcp` (the segment's DHCPv4
-//! server), `ra` (router advertisements), `nat` (masquerade).
+//! Files: this one (the router: ingress, routing and forwarding, the tunnel's glue, ICMP
+//! errors), `ports` (a link, the tunnel port, the local port), `control` (what the router
+//! answers itself: ARP, NDP, router advertisements, DHCP), `packet` (header writers,
+//! checksums, ICMP errors, fragmentation), `neighbor` (the bounded ARP/NDP cache), `ring`
+//! (fixed packet queues), `dhcp` (the segment's DHCPv4 server), `ra` (router
+//! advertisements), `nat` (masquerade).
 
+mod control;
 pub mod dhcp;
 pub mod nat;
 pub mod neighbor;
 pub mod packet;
+mod ports;
 pub mod ra;
 pub mod ring;
 
-use crate::config::{LinkConfig, Role};
-use crate::tunnel::{AllowedIp, AllowedIps, Device, DeviceResult, Now};
+pub use ports::{eui64_link_local, Link, LinkCounters, LocalPort, TunnelPort};
+
+use crate::tunnel::{AllowedIp, AllowedIps, DeviceResult, Now};
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
-use neighbor::{Lookup, NeighborCache, NEIGHBORS};
+use neighbor::Lookup;
 use packet::*;
+use ports::multicast_mac;
 use rand_core::CryptoRngCore;
-use ring::{Pending, Ring, MAX_PACKET};
-use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
+use ring::{Pending, MAX_PACKET};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    Icmpv6Packet, Icmpv6Repr, IpAddress, IpCidr, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address,
-    Ipv6Cidr, Ipv6Packet, NdiscNeighborFlags, NdiscRepr, RawHardwareAddress,
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpCidr, IpProtocol, Ipv4Address,
+    Ipv4Packet, Ipv6Address, Ipv6Packet,
 };
 use vdcnet_hal::net::NetDevice;
 
@@ -145,302 +150,6 @@ impl Counters {
 
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
-    }
-}
-
-/// Frames one NIC passed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LinkCounters {
-    pub rx_frames: u64,
-    pub tx_frames: u64,
-    /// Frames not sent because the NIC's ring was full.
-    pub tx_dropped: u64,
-    /// Frames that arrived on this link and were dropped as malformed.
-    pub malformed: u64,
-}
-
-/// One NIC and what the router knows about its network.
-pub struct Link<D> {
-    pub dev: D,
-    pub mac: EthernetAddress,
-    pub role: Role,
-    /// The link's addresses with their prefix lengths (no link-local).
-    pub addrs: Vec<IpCidr>,
-    pub link_local: Ipv6Address,
-    pub gateway_v4: Option<Ipv4Address>,
-    pub gateway_v6: Option<Ipv6Address>,
-    /// Largest IP packet the link carries.
-    pub mtu: usize,
-    /// Masquerade for segments leaving here, when `Egress = nat`.
-    pub nat: Option<nat::Nat>,
-    pub dhcp: Option<dhcp::DhcpServer>,
-    /// The /64s advertised, when the link sends router advertisements.
-    ra_prefixes: Vec<Ipv6Cidr>,
-    next_ra: Instant,
-    last_solicited_ra: Option<Instant>,
-    neigh: NeighborCache,
-    pub counters: LinkCounters,
-}
-
-/// The IPv6 link-local address (EUI-64) of a MAC.
-pub fn eui64_link_local(mac: [u8; 6]) -> Ipv6Address {
-    Ipv6Address::new(
-        0xfe80,
-        0,
-        0,
-        0,
-        u16::from_be_bytes([mac[0] ^ 0x02, mac[1]]),
-        u16::from_be_bytes([mac[2], 0xff]),
-        u16::from_be_bytes([0xfe, mac[3]]),
-        u16::from_be_bytes([mac[4], mac[5]]),
-    )
-}
-
-/// The solicited-node multicast address of `a` (RFC 4291 §2.7.1).
-fn solicited_node(a: Ipv6Address) -> Ipv6Address {
-    let o = a.octets();
-    Ipv6Address::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | u16::from(o[13]),
-        u16::from_be_bytes([o[14], o[15]]),
-    )
-}
-
-/// The Ethernet multicast address of an IPv6 multicast group (RFC 2464 §7).
-fn multicast_mac(a: Ipv6Address) -> EthernetAddress {
-    let o = a.octets();
-    EthernetAddress([0x33, 0x33, o[12], o[13], o[14], o[15]])
-}
-
-impl<D: NetDevice> Link<D> {
-    /// A link on `dev` as `cfg` describes it.
-    pub fn new(dev: D, cfg: &LinkConfig, seed: u64, now: Instant) -> Link<D> {
-        let mac = EthernetAddress(dev.mac_address());
-        let max = dev.max_frame_len().min(MAX_FRAME) - ETH_HEADER;
-        let mtu = cfg.mtu.map_or(max, |m| usize::from(m).min(max));
-        let v4 = cfg.addresses.iter().find_map(|c| match c {
-            IpCidr::Ipv4(c) => Some(*c),
-            IpCidr::Ipv6(_) => None,
-        });
-        let nat = match (cfg.egress_nat, v4) {
-            // Below smoltcp's ephemeral ports (49152..), so the local stack's own connections
-            // on this link never collide with masqueraded ones.
-            (true, Some(c)) => Some(nat::Nat::with_seed(
-                NAT_CONNECTIONS,
-                c.address(),
-                20000..=48999,
-                seed,
-            )),
-            _ => None,
-        };
-        let dhcp = match (&cfg.dhcp, v4) {
-            (Some(d), Some(c)) => Some(dhcp::DhcpServer::new(dhcp::DhcpConfig {
-                addr: c.address(),
-                prefix_len: c.prefix_len(),
-                lease_secs: d.lease_secs,
-                static_leases: d.static_leases.clone(),
-                dns: None,
-                mtu: Some(mtu as u16),
-            })),
-            _ => None,
-        };
-        let ra_prefixes = if cfg.send_ra {
-            cfg.addresses
-                .iter()
-                .filter_map(|c| match c {
-                    IpCidr::Ipv6(c) if c.prefix_len() == 64 => {
-                        let mut o = c.address().octets();
-                        o[8..].fill(0);
-                        Some(Ipv6Cidr::new(Ipv6Address::from_octets(o), 64))
-                    }
-                    _ => None,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Link {
-            dev,
-            mac,
-            role: cfg.role,
-            addrs: cfg.addresses.clone(),
-            link_local: eui64_link_local(mac.0),
-            gateway_v4: cfg.gateway_v4,
-            gateway_v6: cfg.gateway_v6,
-            mtu,
-            nat,
-            dhcp,
-            ra_prefixes,
-            next_ra: now,
-            last_solicited_ra: None,
-            neigh: NeighborCache::new(NEIGHBORS),
-            counters: LinkCounters::default(),
-        }
-    }
-
-    fn is_segment(&self) -> bool {
-        self.role == Role::Segment
-    }
-
-    /// Whether `a` is one of this link's own addresses (including its link-local one).
-    fn owns(&self, a: IpAddress) -> bool {
-        self.addrs.iter().any(|c| c.address() == a) || a == IpAddress::Ipv6(self.link_local)
-    }
-
-    /// Whether `a` is directly on one of this link's subnets.
-    fn on_link(&self, a: IpAddress) -> bool {
-        self.addrs.iter().any(|c| c.contains_addr(&a))
-    }
-
-    fn first_v4(&self) -> Option<Ipv4Address> {
-        self.addrs.iter().find_map(|c| match c {
-            IpCidr::Ipv4(c) => Some(c.address()),
-            IpCidr::Ipv6(_) => None,
-        })
-    }
-
-    fn first_v6(&self) -> Option<Ipv6Address> {
-        self.addrs.iter().find_map(|c| match c {
-            IpCidr::Ipv6(c) => Some(c.address()),
-            IpCidr::Ipv4(_) => None,
-        })
-    }
-
-    /// The IPv4 broadcast addresses this link accepts.
-    fn is_v4_broadcast(&self, a: Ipv4Address) -> bool {
-        a.is_broadcast()
-            || self.addrs.iter().any(|c| match c {
-                IpCidr::Ipv4(c) => c.broadcast() == Some(a),
-                IpCidr::Ipv6(_) => false,
-            })
-    }
-
-    /// Sends one frame; counts it, or counts the drop when the ring is full.
-    fn transmit(&mut self, dst: EthernetAddress, ty: EthernetProtocol, payload: &[u8]) -> bool {
-        let mac = self.mac;
-        let sent = self.dev.transmit_with(ETH_HEADER + payload.len(), |b| {
-            write_eth(b, dst, mac, ty);
-            b[ETH_HEADER..].copy_from_slice(payload);
-        });
-        if sent.is_some() {
-            self.counters.tx_frames += 1;
-            true
-        } else {
-            self.counters.tx_dropped += 1;
-            false
-        }
-    }
-}
-
-/// The tunnel as a port: the WireGuard device, its UDP port and MTU.
-pub struct TunnelPort<R> {
-    pub device: Device<R>,
-    pub listen_port: u16,
-    /// Largest inner packet sent into the tunnel.
-    pub mtu: usize,
-    dgram: Box<[u8]>,
-}
-
-impl<R> TunnelPort<R> {
-    pub fn new(device: Device<R>, listen_port: u16, mtu: usize) -> TunnelPort<R> {
-        TunnelPort {
-            device,
-            listen_port,
-            mtu,
-            dgram: vec![0u8; DGRAM_BUF].into_boxed_slice(),
-        }
-    }
-}
-
-/// The local stack's side of the router: smoltcp sees an IP-medium device; what it sends
-/// waits in `tx` until [`Router::poll`] routes it, and what the router delivers waits in
-/// `rx`.
-pub struct LocalPort {
-    rx: Ring,
-    tx: Ring,
-    rx_copy: Box<[u8]>,
-    tx_copy: Box<[u8]>,
-    mtu: usize,
-    /// Packets the stack sent while `tx` was full.
-    pub tx_dropped: u64,
-}
-
-impl LocalPort {
-    fn new(mtu: usize) -> LocalPort {
-        LocalPort {
-            rx: Ring::new(LOCAL_RING),
-            tx: Ring::new(LOCAL_RING),
-            rx_copy: vec![0u8; MAX_PACKET].into_boxed_slice(),
-            tx_copy: vec![0u8; MAX_PACKET].into_boxed_slice(),
-            mtu,
-            tx_dropped: 0,
-        }
-    }
-
-    /// Whether the stack has packets waiting to be routed.
-    pub fn has_output(&self) -> bool {
-        !self.tx.is_empty()
-    }
-}
-
-pub struct LocalRx<'a>(&'a [u8]);
-pub struct LocalTx<'a> {
-    ring: &'a mut Ring,
-    copy: &'a mut [u8],
-    dropped: &'a mut u64,
-}
-
-impl phy::RxToken for LocalRx<'_> {
-    fn consume<T, F: FnOnce(&[u8]) -> T>(self, f: F) -> T {
-        f(self.0)
-    }
-}
-
-impl phy::TxToken for LocalTx<'_> {
-    fn consume<T, F: FnOnce(&mut [u8]) -> T>(self, len: usize, f: F) -> T {
-        let len = len.min(self.copy.len());
-        let r = f(&mut self.copy[..len]);
-        if !self.ring.push(&self.copy[..len]) {
-            *self.dropped += 1;
-        }
-        r
-    }
-}
-
-impl phy::Device for LocalPort {
-    type RxToken<'a> = LocalRx<'a>;
-    type TxToken<'a> = LocalTx<'a>;
-
-    fn receive(&mut self, _now: Instant) -> Option<(LocalRx<'_>, LocalTx<'_>)> {
-        let n = self.rx.pop_into(&mut self.rx_copy)?;
-        Some((
-            LocalRx(&self.rx_copy[..n]),
-            LocalTx {
-                ring: &mut self.tx,
-                copy: &mut self.tx_copy,
-                dropped: &mut self.tx_dropped,
-            },
-        ))
-    }
-
-    fn transmit(&mut self, _now: Instant) -> Option<LocalTx<'_>> {
-        Some(LocalTx {
-            ring: &mut self.tx,
-            copy: &mut self.tx_copy,
-            dropped: &mut self.tx_dropped,
-        })
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = self.mtu;
-        caps
     }
 }
 
@@ -773,43 +482,6 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         }
     }
 
-    fn arp_in(&mut self, i: usize, payload: &[u8]) {
-        let Ok(p) = ArpPacket::new_checked(payload) else {
-            return self.malformed(i);
-        };
-        let Ok(ArpRepr::EthernetIpv4 {
-            operation,
-            source_hardware_addr,
-            source_protocol_addr,
-            target_protocol_addr,
-            ..
-        }) = ArpRepr::parse(&p)
-        else {
-            return self.malformed(i);
-        };
-        let now = self.now;
-        let link = &mut self.links[i];
-        let sender = IpAddress::Ipv4(source_protocol_addr);
-        let for_us = link.owns(IpAddress::Ipv4(target_protocol_addr));
-        if source_hardware_addr.is_unicast() && link.on_link(sender) && !link.owns(sender) {
-            link.neigh.learn(sender, source_hardware_addr, now, for_us);
-            self.flush_held(i, sender);
-        }
-        let link = &mut self.links[i];
-        if operation == ArpOperation::Request && for_us {
-            let reply = ArpRepr::EthernetIpv4 {
-                operation: ArpOperation::Reply,
-                source_hardware_addr: link.mac,
-                source_protocol_addr: target_protocol_addr,
-                target_hardware_addr: source_hardware_addr,
-                target_protocol_addr: source_protocol_addr,
-            };
-            let mut buf = [0u8; 28];
-            reply.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
-            link.transmit(source_hardware_addr, EthernetProtocol::Arp, &buf);
-        }
-    }
-
     /// Whether `dst` is an address the local stack holds that traffic from `from` may
     /// reach: an underlay link reaches only its own addresses; segments and the tunnel
     /// reach the segments' and the tunnel's addresses.
@@ -925,216 +597,6 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             }
             _ => self.count(Drop::Nat),
         }
-    }
-
-    /// Handles the Neighbor Discovery messages; `true` if `pkt` was one (consumed).
-    fn ndp_in(&mut self, i: usize, src_mac: EthernetAddress, pkt: &[u8]) -> bool {
-        let Ok(ip) = Ipv6Packet::new_checked(pkt) else {
-            return false;
-        };
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let Ok(icmp) = Icmpv6Packet::new_checked(ip.payload()) else {
-            return false;
-        };
-        let ty = u8::from(icmp.msg_type());
-        if !(133..=137).contains(&ty) {
-            return false;
-        }
-        // RFC 4861: every NDP message has hop limit 255 (it never crossed a router).
-        if ip.hop_limit() != 255 {
-            self.malformed(i);
-            return true;
-        }
-        let Ok(Icmpv6Repr::Ndisc(repr)) =
-            Icmpv6Repr::parse(&src, &dst, &icmp, &ChecksumCapabilities::default())
-        else {
-            self.malformed(i);
-            return true;
-        };
-        let now = self.now;
-        let eth = |l: Option<RawHardwareAddress>| {
-            l.filter(|r| r.len() == 6)
-                .map(|r| EthernetAddress::from_bytes(r.as_bytes()))
-        };
-        match repr {
-            NdiscRepr::NeighborSolicit {
-                target_addr,
-                lladdr,
-            } => {
-                let link = &mut self.links[i];
-                let ours = link.owns(IpAddress::Ipv6(target_addr));
-                if !src.is_unspecified() {
-                    if let Some(mac) = eth(lladdr).filter(|m| m.is_unicast()) {
-                        link.neigh.learn(IpAddress::Ipv6(src), mac, now, ours);
-                        self.flush_held(i, IpAddress::Ipv6(src));
-                    }
-                }
-                if ours {
-                    let (to, to_mac, solicited) = if src.is_unspecified() {
-                        let all = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-                        (all, multicast_mac(all), false)
-                    } else {
-                        (src, src_mac, true)
-                    };
-                    let mut flags = NdiscNeighborFlags::OVERRIDE;
-                    if solicited {
-                        flags |= NdiscNeighborFlags::SOLICITED;
-                    }
-                    if self.links[i].is_segment() {
-                        flags |= NdiscNeighborFlags::ROUTER;
-                    }
-                    let mac = self.links[i].mac;
-                    let na = NdiscRepr::NeighborAdvert {
-                        flags,
-                        target_addr,
-                        lladdr: Some(mac.into()),
-                    };
-                    self.send_ndp(i, target_addr, to, to_mac, na);
-                }
-            }
-            NdiscRepr::NeighborAdvert {
-                target_addr,
-                lladdr,
-                ..
-            } => {
-                let mac = eth(lladdr).unwrap_or(src_mac);
-                let t = IpAddress::Ipv6(target_addr);
-                let link = &mut self.links[i];
-                if mac.is_unicast() && !link.owns(t) {
-                    link.neigh.learn(t, mac, now, false);
-                    self.flush_held(i, t);
-                }
-            }
-            NdiscRepr::RouterSolicit { lladdr } => {
-                if !src.is_unspecified() {
-                    if let Some(mac) = eth(lladdr).filter(|m| m.is_unicast()) {
-                        self.links[i]
-                            .neigh
-                            .learn(IpAddress::Ipv6(src), mac, now, true);
-                    }
-                }
-                let link = &mut self.links[i];
-                let recent = link
-                    .last_solicited_ra
-                    .is_some_and(|t| now - t < Duration::from_secs(1));
-                if !link.ra_prefixes.is_empty() && !recent {
-                    link.last_solicited_ra = Some(now);
-                    self.send_ra(i);
-                }
-            }
-            // Router advertisements and redirects from others: we are the router here.
-            _ => {}
-        }
-        true
-    }
-
-    fn send_ndp(
-        &mut self,
-        i: usize,
-        src: Ipv6Address,
-        dst: Ipv6Address,
-        dst_mac: EthernetAddress,
-        repr: NdiscRepr,
-    ) {
-        let icmp = Icmpv6Repr::Ndisc(repr);
-        let len = icmp.buffer_len();
-        let mut buf = [0u8; 128];
-        if IPV6_HEADER + len > buf.len() {
-            return;
-        }
-        write_ipv6(&mut buf, src, dst, IpProtocol::Icmpv6, len, 255);
-        icmp.emit(
-            &src,
-            &dst,
-            &mut Icmpv6Packet::new_unchecked(&mut buf[IPV6_HEADER..IPV6_HEADER + len]),
-            &ChecksumCapabilities::default(),
-        );
-        self.links[i].transmit(dst_mac, EthernetProtocol::Ipv6, &buf[..IPV6_HEADER + len]);
-    }
-
-    fn send_ra(&mut self, i: usize) {
-        let link = &self.links[i];
-        let all = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-        let mut buf = take(&mut self.scratch);
-        let n = ra::build_ra(
-            &mut buf,
-            link.link_local,
-            all,
-            link.mac,
-            &link.ra_prefixes,
-            link.mtu as u16,
-            ra::ROUTER_LIFETIME_SECS,
-        );
-        if n > 0 {
-            let link = &mut self.links[i];
-            if link.transmit(multicast_mac(all), EthernetProtocol::Ipv6, &buf[..n]) {
-                self.counters.router_adverts += 1;
-            }
-        }
-        self.scratch = buf;
-    }
-
-    fn send_router_adverts(&mut self) {
-        for i in 0..self.links.len() {
-            let link = &mut self.links[i];
-            if link.ra_prefixes.is_empty() || self.now < link.next_ra {
-                continue;
-            }
-            link.next_ra = self.now + Duration::from_secs(ra::RA_INTERVAL_SECS);
-            self.send_ra(i);
-        }
-    }
-
-    /// Serves DHCP on a segment; `true` if `pkt` was a datagram to the server port.
-    fn dhcp_in(&mut self, i: usize, pkt: &[u8]) -> bool {
-        if self.links[i].dhcp.is_none() {
-            return false;
-        }
-        let Some(range) = udp_payload_to(pkt, 67) else {
-            return false;
-        };
-        let dst = dst_of(pkt);
-        let link = &self.links[i];
-        let to_us = match dst {
-            IpAddress::Ipv4(a) => a.is_broadcast() || link.owns(dst),
-            IpAddress::Ipv6(_) => false,
-        };
-        if !to_us {
-            return false;
-        }
-        let Some(our) = link.first_v4() else {
-            return false;
-        };
-        let mut buf = take(&mut self.scratch);
-        let now_secs = self.now.total_millis().max(0) as u64 / 1000;
-        let hdr = IPV4_HEADER + UDP_HEADER;
-        let result = self.links[i]
-            .dhcp
-            .as_mut()
-            .map(|d| d.handle(now_secs, &pkt[range], &mut buf[hdr..]));
-        match result {
-            Some(Ok(Some(reply))) => {
-                let n = reply.len;
-                write_udp(&mut buf[IPV4_HEADER..], 67, 68, n);
-                udp4_checksum(&mut buf[IPV4_HEADER..hdr + n], &our, &reply.dst_ip);
-                write_ipv4(
-                    &mut buf,
-                    our,
-                    reply.dst_ip,
-                    IpProtocol::Udp,
-                    UDP_HEADER + n,
-                    64,
-                );
-                let link = &mut self.links[i];
-                if link.transmit(reply.dst_mac, EthernetProtocol::Ipv4, &buf[..hdr + n]) {
-                    self.counters.dhcp_replies += 1;
-                }
-            }
-            Some(Ok(None)) | None => {}
-            Some(Err(_)) => self.count(Drop::Dhcp),
-        }
-        self.scratch = buf;
-        true
     }
 
     // ----- the tunnel ----------------------------------------------------------------
@@ -1467,45 +929,6 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
     fn hold(&mut self, j: usize, hop: IpAddress, pkt: &[u8]) {
         if self.pending.hold(j, hop, pkt, self.now) {
             self.count(Drop::HoldOverflow);
-        }
-    }
-
-    /// Asks who has `hop` on link `j` (ARP request or neighbour solicitation).
-    fn probe(&mut self, j: usize, hop: IpAddress) {
-        let link = &mut self.links[j];
-        match hop {
-            IpAddress::Ipv4(a) => {
-                let Some(ours) = link
-                    .addrs
-                    .iter()
-                    .find_map(|c| match c {
-                        IpCidr::Ipv4(c) if c.contains_addr(&a) => Some(c.address()),
-                        _ => None,
-                    })
-                    .or_else(|| link.first_v4())
-                else {
-                    return;
-                };
-                let req = ArpRepr::EthernetIpv4 {
-                    operation: ArpOperation::Request,
-                    source_hardware_addr: link.mac,
-                    source_protocol_addr: ours,
-                    target_hardware_addr: EthernetAddress([0; 6]),
-                    target_protocol_addr: a,
-                };
-                let mut buf = [0u8; 28];
-                req.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
-                link.transmit(EthernetAddress::BROADCAST, EthernetProtocol::Arp, &buf);
-            }
-            IpAddress::Ipv6(a) => {
-                let sn = solicited_node(a);
-                let src = link.link_local;
-                let ns = NdiscRepr::NeighborSolicit {
-                    target_addr: a,
-                    lladdr: Some(link.mac.into()),
-                };
-                self.send_ndp(j, src, sn, multicast_mac(sn), ns);
-            }
         }
     }
 
