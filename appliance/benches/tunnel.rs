@@ -59,15 +59,15 @@ fn our_pair() -> (Tunnel<OsRng>, Tunnel<OsRng>) {
     let a = Tunnel::new(
         ka.clone(),
         PeerConfig::new(kb.public_key(), Some(sa("192.0.2.2:1"))),
-        1,
         OsRng,
-    );
+    )
+    .expect("a tunnel to another key");
     let b = Tunnel::new(
         kb,
         PeerConfig::new(ka.public_key(), Some(sa("192.0.2.1:1"))),
-        2,
         OsRng,
-    );
+    )
+    .expect("a tunnel to another key");
     (a, b)
 }
 

@@ -119,9 +119,9 @@ impl Pair {
                 vdcnet_appliance::tunnel::PublicKey(bt_public.to_bytes()),
                 Some(sa(THEIRS)),
             ),
-            5,
             OsRng,
-        );
+        )
+        .expect("a tunnel to another key");
         Self {
             us: 1_000_000,
             ours,

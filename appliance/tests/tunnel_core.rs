@@ -411,9 +411,9 @@ fn initiation_from_unknown_key_is_dropped() {
     let mut t = Tunnel::new(
         stranger,
         PeerConfig::new(p.b.public_key(), Some(sa(B_ADDR))),
-        1,
         OsRng,
-    );
+    )
+    .expect("a tunnel to another key");
     let mut buf = vec![0; 2048];
     let TunnelResult::WriteToNetwork(init) =
         t.encapsulate(p.clock.now(), &a_to_b_v4(b"x"), &mut buf)
@@ -471,9 +471,9 @@ fn load_is_detected_from_the_handshake_rate() {
     let mut a = Tunnel::new(
         ka,
         PeerConfig::new(kb.public_key(), Some(sa(B_ADDR))),
-        7,
         OsRng,
-    );
+    )
+    .expect("a tunnel to another key");
     let mut clock = Clock::new();
     let mut buf = vec![0; 2048];
     let mut out = vec![0; 2048];
@@ -502,14 +502,14 @@ fn load_is_detected_from_the_handshake_rate() {
     assert_eq!(lens, vec![92, 92, 92, 92]);
     // Three within one second exceed 2/s: the third gets a cookie reply.
     let mut got = vec![];
-    for i in 0..3 {
+    for _ in 0..3 {
         clock.advance(Duration::from_millis(30));
         let mut t = Tunnel::new(
             PrivateKey::generate(&mut OsRng),
             PeerConfig::new(b.public_key(), Some(sa(B_ADDR))),
-            i,
             OsRng,
-        );
+        )
+        .expect("a tunnel to another key");
         let TunnelResult::WriteToNetwork(init) = t.encapsulate(clock.now(), &[], &mut buf) else {
             panic!()
         };
@@ -675,10 +675,11 @@ fn point_to_point_tunnels_complete_a_handshake_and_exchange_data() {
     let mut a = Tunnel::new(
         ka.clone(),
         PeerConfig::new(kb.public_key(), Some(sa(B_ADDR))),
-        1,
         OsRng,
-    );
-    let mut b = Tunnel::new(kb, PeerConfig::new(ka.public_key(), None), 2, OsRng);
+    )
+    .expect("a tunnel to another key");
+    let mut b = Tunnel::new(kb, PeerConfig::new(ka.public_key(), None), OsRng)
+        .expect("a tunnel to another key");
     let clock = Clock::new();
     let (mut x, mut y) = (vec![0; 2048], vec![0; 2048]);
     let pkt = ipv6_udp("fd00::1", "fd00::2", b"p2p");

@@ -8,8 +8,9 @@
 //! Two entry points:
 //! - [`Device`]: many peers behind one static key, with cryptokey routing (AllowedIPs),
 //!   handshake load detection and per-source rate limiting. This is what the image uses.
-//! - [`Tunnel`]: one peer, in the spirit of boringtun's `Tunn` (used by the differential
-//!   tests and benchmarks against it).
+//! - [`Tunnel`]: one peer, in the spirit of boringtun's `Tunn`: a one-peer [`Device`]
+//!   whose AllowedIPs are everything (used by the differential tests and benchmarks
+//!   against boringtun).
 //!
 //! Both return what to do: send a datagram, deliver a decrypted packet, or nothing; and
 //! count every dropped packet by [`DropReason`] in [`Counters`].
