@@ -787,8 +787,10 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             }
             return;
         }
-        // TTL / hop limit (not for the local stack's own packets).
-        if !matches!(from, From::Local { .. }) {
+        // In the order Linux checks them: TTL, then the next hop's MTU (the errors quote
+        // the packet as it arrived), then the TTL is spent and the source masqueraded.
+        let transit = !matches!(from, From::Local { .. });
+        if transit {
             let ttl = if v6 { pkt[7] } else { pkt[8] };
             if ttl <= 1 {
                 self.count(Drop::TtlExceeded);
@@ -799,16 +801,30 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 }
                 return;
             }
+        }
+        let mtu = match target {
+            Target::Tunnel => self.tunnel.as_ref().map_or(0, |t| t.mtu),
+            Target::OnLink(j) | Target::Via(j, _) => self.links[j].mtu,
+        };
+        let too_big = pkt.len() > mtu;
+        if too_big && (v6 || pkt[6] & 0x40 != 0) {
+            self.count(Drop::TooBig);
+            if errors {
+                if v6 {
+                    self.icmp_error(from, pkt, 2, 0, mtu as u32);
+                } else {
+                    self.icmp_error(from, pkt, 3, 4, mtu as u32);
+                }
+            }
+            return;
+        }
+        if transit {
             if v6 {
                 pkt[7] -= 1;
             } else {
                 decrement_ttl(pkt);
             }
         }
-        let mtu = match target {
-            Target::Tunnel => self.tunnel.as_ref().map_or(0, |t| t.mtu),
-            Target::OnLink(j) | Target::Via(j, _) => self.links[j].mtu,
-        };
         if nat {
             let j = match target {
                 Target::OnLink(j) | Target::Via(j, _) => j,
@@ -823,19 +839,8 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 return self.count(Drop::Nat);
             }
         }
-        if pkt.len() > mtu {
-            let df = !v6 && pkt[6] & 0x40 != 0;
-            if v6 || df {
-                self.count(Drop::TooBig);
-                if errors {
-                    if v6 {
-                        self.icmp_error(from, pkt, 2, 0, mtu as u32);
-                    } else {
-                        self.icmp_error(from, pkt, 3, 4, mtu as u32);
-                    }
-                }
-                return;
-            }
+        if too_big {
+            // IPv4 without DF: fragments of at most the MTU.
             let Some((n, per)) = fragment_plan(pkt, mtu) else {
                 return self.count(Drop::TooBig);
             };

@@ -402,6 +402,8 @@ fn a_df_packet_too_big_for_the_tunnel_gets_fragmentation_needed_with_its_mtu() {
     let (src, ty, code, word) = icmp4_of(&got[0]);
     // 1500 - 80 bytes of WireGuard over IPv6.
     assert_eq!((src, ty, code, word & 0xffff), (router_v4(1), 3, 4, 1420));
+    // It quotes the packet as it arrived (TTL 64, not yet spent).
+    assert_eq!(got[0][28 + 8], 64);
     m.hosts[0].send_ip(&udp6(host_v6(1), host_v6(2), 1452, 64));
     m.run(20);
     let got = m.hosts[0].take_inbox();
@@ -729,4 +731,19 @@ fn fragments_for_the_appliance_itself_are_dropped_and_counted() {
         before.drop_count(Drop::Unsupported) + 1
     );
     assert_eq!(after.local_in, before.local_in);
+}
+
+#[test]
+fn a_df_packet_too_big_for_the_egress_link_gets_its_error_before_masquerade() {
+    let mut m = Mesh::new("MTU = 1400\nEgress = nat\n");
+    let outside = Ipv4Address::new(192, 168, 0, 50);
+    m.hosts[0].send_ip(&udp4(host_v4(1), outside, 1472, 64, true));
+    m.run(5);
+    let got = m.hosts[0].take_inbox();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (src, ty, code, word) = icmp4_of(&got[0]);
+    assert_eq!((src, ty, code, word & 0xffff), (router_v4(1), 3, 4, 1400));
+    // The quoted header still has the workload's own source address.
+    assert_eq!(&got[0][28 + 12..28 + 16], &host_v4(1).octets());
+    assert_eq!(m.apps[0].router_counters().drop_count(Drop::Nat), 0);
 }
