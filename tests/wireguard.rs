@@ -35,19 +35,26 @@ struct Appliance {
     peer_keys: Keys,
 }
 
+/// Fresh key pairs for an appliance and its wireguard-go peer, and the appliance's node
+/// file on underlay `net` (`endpoint`: whether its `[Peer]` names the peer's endpoint).
+fn fresh_config(net: Underlay, endpoint: bool) -> (Keys, Keys, String) {
+    let keys = ok(Keys::generate());
+    let peer_keys = ok(Keys::generate());
+    let config = ApplianceConf {
+        underlay: net,
+        keys: &keys,
+        peer_public: &peer_keys.public,
+        endpoint,
+    }
+    .text();
+    (keys, peer_keys, config)
+}
+
 impl Appliance {
     /// Boots `name` on underlay `net`; `endpoint`: whether its `[Peer]` names wireguard-go's
     /// endpoint. `append` goes on the kernel command line.
     fn boot(name: &str, net: Underlay, endpoint: bool, append: &str) -> Appliance {
-        let keys = ok(Keys::generate());
-        let peer_keys = ok(Keys::generate());
-        let config = ApplianceConf {
-            underlay: net,
-            keys: &keys,
-            peer_public: &peer_keys.public,
-            endpoint,
-        }
-        .text();
+        let (keys, peer_keys, config) = fresh_config(net, endpoint);
         let vm = ok(Vm::builder(name)
             .config(&config)
             .append(append)
@@ -257,15 +264,7 @@ fn tunnel_recovers_after_the_appliance_reboots() {
     // second only if its stamps come from wall time (the RTC), not from time since boot.
     let mac = Mac([0x52, 0x54, 0x00, 0x5e, 0x00, 0x55]);
     let net = Underlay::new(55);
-    let keys = ok(Keys::generate());
-    let peer_keys = ok(Keys::generate());
-    let config = ApplianceConf {
-        underlay: net,
-        keys: &keys,
-        peer_public: &peer_keys.public,
-        endpoint: true,
-    }
-    .text();
+    let (keys, peer_keys, config) = fresh_config(net, true);
     let first = ok(Vm::builder("reboot-1")
         .config(&config)
         .append(PING_PEER)

@@ -5,7 +5,7 @@ use super::packet::{
     udp4_checksum, write_ipv4, write_ipv6, write_udp, IPV4_HEADER, IPV6_HEADER, UDP_HEADER,
 };
 use super::ports::{multicast_mac, solicited_node};
-use super::{dst_of, ra, take, udp_payload_to, Drop, Router};
+use super::{dst_of, ra, take, udp_payload_to, Discard, Router};
 use rand_core::CryptoRngCore;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::Duration;
@@ -258,7 +258,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 }
             }
             Some(Ok(None)) | None => {}
-            Some(Err(_)) => self.count(Drop::Dhcp),
+            Some(Err(_)) => self.count(Discard::Dhcp),
         }
         self.scratch = buf;
         true

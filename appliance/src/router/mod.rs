@@ -69,7 +69,7 @@ pub const TUNNEL_OVERHEAD: usize = 80;
 /// Why a packet was dropped; each reason has its own counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
-pub enum Drop {
+pub enum Discard {
     /// Truncated or inconsistent headers, bad IPv4 header checksum.
     Malformed,
     /// Unicast to another MAC, or an EtherType we do not speak.
@@ -90,7 +90,7 @@ pub enum Drop {
     HoldOverflow,
     /// The NIC's transmit ring was full.
     TxFull,
-    /// The queue to the local stack was full.
+    /// A queue between the router and the local stack was full (either way).
     LocalFull,
     /// Would go back into the tunnel it came from (no relaying yet).
     Hairpin,
@@ -103,23 +103,23 @@ pub enum Drop {
     Dhcp,
 }
 
-/// Every [`Drop`], in counter order.
-pub const ALL_DROPS: [Drop; 15] = [
-    Drop::Malformed,
-    Drop::NotForUs,
-    Drop::Private,
-    Drop::Spoofed,
-    Drop::NoRoute,
-    Drop::TtlExceeded,
-    Drop::TooBig,
-    Drop::NeighborUnreachable,
-    Drop::HoldOverflow,
-    Drop::TxFull,
-    Drop::LocalFull,
-    Drop::Hairpin,
-    Drop::Unsupported,
-    Drop::Nat,
-    Drop::Dhcp,
+/// Every [`Discard`], in counter order.
+pub const ALL_DROPS: [Discard; 15] = [
+    Discard::Malformed,
+    Discard::NotForUs,
+    Discard::Private,
+    Discard::Spoofed,
+    Discard::NoRoute,
+    Discard::TtlExceeded,
+    Discard::TooBig,
+    Discard::NeighborUnreachable,
+    Discard::HoldOverflow,
+    Discard::TxFull,
+    Discard::LocalFull,
+    Discard::Hairpin,
+    Discard::Unsupported,
+    Discard::Nat,
+    Discard::Dhcp,
 ];
 
 /// What the router did, for the stats line and the tests.
@@ -139,12 +139,12 @@ pub struct Counters {
     /// DHCP replies sent and router advertisements sent.
     pub dhcp_replies: u64,
     pub router_adverts: u64,
-    /// Drops by [`Drop`] reason.
+    /// Drops by [`Discard`] reason.
     pub drops: [u64; ALL_DROPS.len()],
 }
 
 impl Counters {
-    pub fn drop_count(&self, reason: Drop) -> u64 {
+    pub fn drop_count(&self, reason: Discard) -> u64 {
         self.drops[reason as usize]
     }
 
@@ -194,7 +194,7 @@ pub struct Router<D, R> {
     now: Instant,
     wall_ns: u64,
     icmp_window: (Instant, u32),
-    pub counters: Counters,
+    counters: Counters,
 }
 
 fn to_core(a: IpAddress) -> IpAddr {
@@ -389,7 +389,15 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         }
     }
 
-    fn count(&mut self, reason: Drop) {
+    /// What the router did, with the local stack's packets its queue turned away counted
+    /// as [`Discard::LocalFull`].
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counters;
+        c.drops[Discard::LocalFull as usize] += self.local.tx_dropped;
+        c
+    }
+
+    fn count(&mut self, reason: Discard) {
         self.counters.drops[reason as usize] += 1;
     }
 
@@ -419,7 +427,6 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 busy = true;
             }
         }
-        busy |= self.drain_local();
         busy |= self.tunnel_timers();
         self.service_pending();
         self.send_router_adverts();
@@ -449,7 +456,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
 
     fn malformed(&mut self, link: usize) {
         self.links[link].counters.malformed += 1;
-        self.count(Drop::Malformed);
+        self.count(Discard::Malformed);
     }
 
     fn frame_in(&mut self, i: usize, frame: &mut [u8]) {
@@ -458,7 +465,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         };
         let dst = eth.dst_addr();
         if dst != self.links[i].mac && !dst.is_broadcast() && !dst.is_multicast() {
-            return self.count(Drop::NotForUs);
+            return self.count(Discard::NotForUs);
         }
         let src = eth.src_addr();
         if !src.is_unicast() {
@@ -478,7 +485,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 }
                 self.ip_in(i, src, &mut payload[..len]);
             }
-            _ => self.count(Drop::NotForUs),
+            _ => self.count(Discard::NotForUs),
         }
     }
 
@@ -508,12 +515,12 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         // The local stack does not reassemble: a fragment for it (say, of an oversized
         // WireGuard datagram) is counted here rather than lost without a trace.
         if is_fragment(pkt) {
-            return self.count(Drop::Unsupported);
+            return self.count(Discard::Unsupported);
         }
         if self.local.rx.push(pkt) {
             self.counters.local_in += 1;
         } else {
-            self.count(Drop::LocalFull);
+            self.count(Discard::LocalFull);
         }
     }
 
@@ -533,7 +540,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             IpAddress::Ipv6(a) => a.is_multicast(),
         };
         if multicast {
-            return self.count(Drop::Unsupported);
+            return self.count(Discard::Unsupported);
         }
         // The tunnel's datagrams, straight from the frame.
         if !self.links[i].is_segment() && self.links[i].owns(dst) {
@@ -556,7 +563,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         match self.local_for(From::Link(i), dst) {
             Some(true) => return self.deliver_local(pkt),
             Some(false) => {
-                self.count(Drop::Private);
+                self.count(Discard::Private);
                 if self.links[i].is_segment() {
                     self.prohibited(From::Link(i), pkt);
                 }
@@ -565,7 +572,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             None => {}
         }
         if !self.links[i].is_segment() {
-            return self.count(Drop::Private);
+            return self.count(Discard::Private);
         }
         // A segment host must use its segment's addresses.
         let link = &self.links[i];
@@ -574,7 +581,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             IpAddress::Ipv6(a) => !(link.on_link(src) || a.is_unicast_link_local()),
         };
         if spoofed {
-            return self.count(Drop::Spoofed);
+            return self.count(Discard::Spoofed);
         }
         self.forward(From::Link(i), pkt);
     }
@@ -585,17 +592,17 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         match self.route(dst) {
             Some(Target::OnLink(j)) if self.links[j].is_segment() => {
                 if pkt[8] <= 1 {
-                    self.count(Drop::TtlExceeded);
+                    self.count(Discard::TtlExceeded);
                     return self.icmp_error(From::Link(i), pkt, 11, 0, 0);
                 }
                 decrement_ttl(pkt);
                 if pkt.len() > self.links[j].mtu {
-                    return self.count(Drop::TooBig);
+                    return self.count(Discard::TooBig);
                 }
                 self.counters.forwarded += 1;
                 self.send_ip(j, dst, pkt);
             }
-            _ => self.count(Drop::Nat),
+            _ => self.count(Discard::Nat),
         }
     }
 
@@ -665,7 +672,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 if check_ip(&buf[..n]).is_some() {
                     self.forward(From::Tunnel, &mut buf[..n]);
                 } else {
-                    self.count(Drop::Malformed);
+                    self.count(Discard::Malformed);
                 }
             }
             Action::Nothing => {}
@@ -688,7 +695,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                     .position(|l| !l.is_segment() && l.on_link(dst))
                 {
                     Some(j) => (j, dst),
-                    None => return self.count(Drop::NoRoute),
+                    None => return self.count(Discard::NoRoute),
                 }
             }
         };
@@ -696,7 +703,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         let start = match dst {
             IpAddress::Ipv4(d4) => {
                 let Some(s) = link.first_v4() else {
-                    return self.count(Drop::NoRoute);
+                    return self.count(Discard::NoRoute);
                 };
                 let at = HEADROOM - UDP_HEADER - IPV4_HEADER;
                 write_udp(&mut d[HEADROOM - UDP_HEADER..], port, to.port(), n);
@@ -705,7 +712,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             }
             IpAddress::Ipv6(d6) => {
                 let Some(s) = link.first_v6() else {
-                    return self.count(Drop::NoRoute);
+                    return self.count(Discard::NoRoute);
                 };
                 write_udp(&mut d[HEADROOM - UDP_HEADER..], port, to.port(), n);
                 udp6_checksum(&mut d[HEADROOM - UDP_HEADER..HEADROOM + n], &s, &d6);
@@ -725,7 +732,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         if let From::Link(_) | From::Tunnel = from {
             match self.local_for(from, dst) {
                 Some(true) => return self.deliver_local(pkt),
-                Some(false) => return self.count(Drop::Private),
+                Some(false) => return self.count(Discard::Private),
                 None => {}
             }
         } else if self.local_for(from, dst) == Some(true) {
@@ -734,7 +741,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         }
         let errors = !matches!(from, From::Local { errors: false });
         let Some(target) = self.route(dst) else {
-            self.count(Drop::NoRoute);
+            self.count(Discard::NoRoute);
             if errors {
                 // Destination unreachable: no route.
                 if v6 {
@@ -775,13 +782,13 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             }
             (From::Tunnel, Target::OnLink(j)) => (egress_segment(self, j), false),
             (From::Tunnel, Target::Tunnel) => {
-                self.count(Drop::Hairpin);
+                self.count(Discard::Hairpin);
                 return;
             }
             (From::Tunnel, Target::Via(..)) => (false, false),
         };
         if !allowed {
-            self.count(Drop::Private);
+            self.count(Discard::Private);
             if let From::Link(_) = from {
                 self.prohibited(from, pkt);
             }
@@ -793,7 +800,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         if transit {
             let ttl = if v6 { pkt[7] } else { pkt[8] };
             if ttl <= 1 {
-                self.count(Drop::TtlExceeded);
+                self.count(Discard::TtlExceeded);
                 if v6 {
                     self.icmp_error(from, pkt, 3, 0, 0);
                 } else {
@@ -808,7 +815,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         };
         let too_big = pkt.len() > mtu;
         if too_big && (v6 || pkt[6] & 0x40 != 0) {
-            self.count(Drop::TooBig);
+            self.count(Discard::TooBig);
             if errors {
                 if v6 {
                     self.icmp_error(from, pkt, 2, 0, mtu as u32);
@@ -836,13 +843,13 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 .as_mut()
                 .map(|n| n.outbound(now_secs, pkt));
             if !matches!(r, Some(Ok(()))) {
-                return self.count(Drop::Nat);
+                return self.count(Discard::Nat);
             }
         }
         if too_big {
             // IPv4 without DF: fragments of at most the MTU.
             let Some((n, per)) = fragment_plan(pkt, mtu) else {
-                return self.count(Drop::TooBig);
+                return self.count(Discard::TooBig);
             };
             let mut frag = take(&mut self.frag);
             for k in 0..n {
@@ -854,7 +861,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             self.frag = frag;
             return;
         }
-        if !matches!(from, From::Local { .. }) {
+        if transit {
             self.counters.forwarded += 1;
         }
         self.send_to(target, pkt);
@@ -869,7 +876,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             Target::Via(j, gw) => self.send_ip(j, gw, pkt),
             Target::Tunnel => {
                 let Some(mut t) = self.tunnel.take() else {
-                    return self.count(Drop::NoRoute);
+                    return self.count(Discard::NoRoute);
                 };
                 let mut d = take(&mut t.dgram);
                 let wnow = Now {
@@ -913,7 +920,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         match link.neigh.lookup(hop, now) {
             Lookup::Ready { mac, probe } => {
                 if !link.transmit(mac, ty, pkt) {
-                    self.count(Drop::TxFull);
+                    self.count(Discard::TxFull);
                 }
                 if probe {
                     self.probe(j, hop);
@@ -926,14 +933,14 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             Lookup::Wait => self.hold(j, hop, pkt),
             Lookup::Unreachable => {
                 let n = self.pending.drop_for(j, hop) + 1;
-                self.counters.drops[Drop::NeighborUnreachable as usize] += n;
+                self.counters.drops[Discard::NeighborUnreachable as usize] += n;
             }
         }
     }
 
     fn hold(&mut self, j: usize, hop: IpAddress, pkt: &[u8]) {
         if self.pending.hold(j, hop, pkt, self.now) {
-            self.count(Drop::HoldOverflow);
+            self.count(Discard::HoldOverflow);
         }
     }
 
@@ -951,7 +958,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
     /// Re-probes next hops that packets wait for and drops packets that waited too long.
     fn service_pending(&mut self) {
         let expired = self.pending.expire(self.now);
-        self.counters.drops[Drop::NeighborUnreachable as usize] += expired;
+        self.counters.drops[Discard::NeighborUnreachable as usize] += expired;
         let mut hops: heapless::Vec<(usize, IpAddress), PENDING> = heapless::Vec::new();
         for h in self.pending.waiting() {
             let _ = hops.push(h);
@@ -961,7 +968,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 Lookup::Probe => self.probe(j, hop),
                 Lookup::Unreachable => {
                     let n = self.pending.drop_for(j, hop);
-                    self.counters.drops[Drop::NeighborUnreachable as usize] += n;
+                    self.counters.drops[Discard::NeighborUnreachable as usize] += n;
                 }
                 Lookup::Ready { .. } => self.flush_held(j, hop),
                 Lookup::Wait => {}

@@ -308,6 +308,29 @@ impl Nat {
         }
     }
 
+    /// Rewrites one address and one port of a TCP/UDP packet of entry `i` (the source
+    /// on the way out, the destination on the way back), fixes both checksums, and
+    /// updates the entry's TCP state and age.
+    fn rewrite_transport(
+        &mut self,
+        now_secs: u64,
+        pkt: &mut [u8],
+        i: u32,
+        r: Rewrite,
+        flags: u8,
+        outbound: bool,
+    ) -> Result<(), NatDrop> {
+        let addr_d = rewrite_addr(pkt, r.addr_off, r.addr)?;
+        let mut port_d = Delta::default();
+        set16(pkt, r.port_off, r.port, &mut port_d)?;
+        fix_l4_csum(pkt, r.proto, r.csum_off, addr_d.plus(port_d))?;
+        if r.proto == PROTO_TCP {
+            self.tcp_seen(i, flags, outbound);
+        }
+        self.touch(i, now_secs);
+        Ok(())
+    }
+
     /// A packet from the segment leaving through the egress link: rewrites the
     /// source address and TCP/UDP source port or ICMP echo identifier to the
     /// mapping (creating it) and fixes the checksums. Outbound ICMP errors
@@ -330,15 +353,15 @@ impl Nat {
                 self.expire(now_secs);
                 let i = self.lookup_or_create(now_secs, flow)?;
                 let public_port = self.entry(i)?.public_port;
-                let addr_d = rewrite_addr(pkt, 12, self.public)?;
-                let mut port_d = Delta::default();
-                set16(pkt, l4, public_port, &mut port_d)?;
-                fix_l4_csum(pkt, ip.proto, csum_off, addr_d.plus(port_d))?;
-                if ip.proto == PROTO_TCP {
-                    self.tcp_seen(i, flags, true);
-                }
-                self.touch(i, now_secs);
-                Ok(())
+                let rewrite = Rewrite {
+                    proto: ip.proto,
+                    csum_off,
+                    addr_off: 12,
+                    addr: self.public,
+                    port_off: l4,
+                    port: public_port,
+                };
+                self.rewrite_transport(now_secs, pkt, i, rewrite, flags, true)
             }
             PROTO_ICMP => {
                 let ty = *pkt.get(l4).ok_or(NatDrop::Malformed)?;
@@ -396,15 +419,15 @@ impl Nat {
                 self.expire(now_secs);
                 let i = self.find_in(ip.proto, public_port, ip.src, remote_port);
                 let flow = self.entry(i).map_err(|_| NatDrop::NoMapping)?.flow;
-                let addr_d = rewrite_addr(pkt, 16, flow.inside)?;
-                let mut port_d = Delta::default();
-                set16(pkt, l4 + 2, flow.inside_port, &mut port_d)?;
-                fix_l4_csum(pkt, ip.proto, csum_off, addr_d.plus(port_d))?;
-                if ip.proto == PROTO_TCP {
-                    self.tcp_seen(i, flags, false);
-                }
-                self.touch(i, now_secs);
-                Ok(())
+                let rewrite = Rewrite {
+                    proto: ip.proto,
+                    csum_off,
+                    addr_off: 16,
+                    addr: flow.inside,
+                    port_off: l4 + 2,
+                    port: flow.inside_port,
+                };
+                self.rewrite_transport(now_secs, pkt, i, rewrite, flags, false)
             }
             PROTO_ICMP => {
                 let ty = *pkt.get(l4).ok_or(NatDrop::Malformed)?;
@@ -999,6 +1022,19 @@ fn set16(b: &mut [u8], off: usize, new: u16, d: &mut Delta) -> Result<(), NatDro
     s.copy_from_slice(&new.to_be_bytes());
     d.word(old, new);
     Ok(())
+}
+
+/// Where a TCP/UDP translation writes, and what.
+struct Rewrite {
+    proto: u8,
+    /// Offset of the transport checksum.
+    csum_off: usize,
+    /// 12 (source) or 16 (destination), and the address to put there.
+    addr_off: usize,
+    addr: [u8; 4],
+    /// Offset of the port to replace, and the port.
+    port_off: usize,
+    port: u16,
 }
 
 /// Sets the IPv4 address at `off` (12: source, 16: destination) and patches the header

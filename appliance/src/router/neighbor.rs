@@ -60,18 +60,9 @@ impl NeighborCache {
     }
 
     /// Number of entries.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Whether the cache holds no entry.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// The MAC of `ip`, if it is resolved.
-    pub fn get(&self, ip: IpAddress) -> Option<EthernetAddress> {
-        self.entries.iter().find(|e| e.ip == ip).and_then(|e| e.mac)
     }
 
     /// How to send to `ip` now; creates an entry (evicting the least recently used one
@@ -131,11 +122,6 @@ impl NeighborCache {
                 used: now,
             });
         }
-    }
-
-    /// Forgets `ip` (used when a restart of the peer is suspected).
-    pub fn forget(&mut self, ip: IpAddress) {
-        self.entries.retain(|e| e.ip != ip);
     }
 
     fn insert(&mut self, entry: Entry) {

@@ -107,11 +107,16 @@ pub fn write_ipv4(
     buf[4..8].copy_from_slice(&[0, 0, 0, 0]);
     buf[8] = ttl;
     buf[9] = u8::from(proto);
-    buf[10..12].copy_from_slice(&[0, 0]);
     buf[12..16].copy_from_slice(&src.octets());
     buf[16..20].copy_from_slice(&dst.octets());
-    let c = finish(checksum::data(&buf[..IPV4_HEADER]));
-    buf[10..12].copy_from_slice(&c.to_be_bytes());
+    set_ipv4_checksum(&mut buf[..IPV4_HEADER]);
+}
+
+/// Computes and stores the header checksum of the IPv4 header `hdr` (options included).
+pub fn set_ipv4_checksum(hdr: &mut [u8]) {
+    hdr[10..12].copy_from_slice(&[0, 0]);
+    let c = finish(checksum::data(hdr));
+    hdr[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Writes a 40-byte IPv6 header.
@@ -211,22 +216,35 @@ pub fn icmpv4_error(
             return None;
         }
     }
-    let quote = offender.len().min(IPV4_ERROR_MAX - IPV4_HEADER - 8);
-    let icmp_len = 8 + quote;
+    let icmp_len = icmp_error_body(out, IPV4_HEADER, IPV4_ERROR_MAX, offender, ty, code, word)?;
     let total = IPV4_HEADER + icmp_len;
-    if out.len() < total {
-        return None;
-    }
     let icmp = &mut out[IPV4_HEADER..total];
+    let c = finish(checksum::data(icmp));
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    write_ipv4(out, src, dst, IpProtocol::Icmp, icmp_len, 64);
+    Some(total)
+}
+
+/// Writes an ICMP(v6) error message (type, code, the 4-byte `word`, then as much of
+/// `offender` as keeps the whole packet within `max`) at `out[header..]`, checksum zero;
+/// returns its length, or `None` if `out` is too short.
+fn icmp_error_body(
+    out: &mut [u8],
+    header: usize,
+    max: usize,
+    offender: &[u8],
+    ty: u8,
+    code: u8,
+    word: u32,
+) -> Option<usize> {
+    let quote = offender.len().min(max - header - 8);
+    let icmp = out.get_mut(header..header + 8 + quote)?;
     icmp[0] = ty;
     icmp[1] = code;
     icmp[2..4].copy_from_slice(&[0, 0]);
     icmp[4..8].copy_from_slice(&word.to_be_bytes());
     icmp[8..].copy_from_slice(&offender[..quote]);
-    let c = finish(checksum::data(icmp));
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    write_ipv4(out, src, dst, IpProtocol::Icmp, icmp_len, 64);
-    Some(total)
+    Some(8 + quote)
 }
 
 /// Whether an IPv4 address may be the destination of an error (or of forwarding).
@@ -260,18 +278,9 @@ pub fn icmpv6_error(
             return None;
         }
     }
-    let quote = offender.len().min(IPV6_MIN_MTU - IPV6_HEADER - 8);
-    let icmp_len = 8 + quote;
+    let icmp_len = icmp_error_body(out, IPV6_HEADER, IPV6_MIN_MTU, offender, ty, code, word)?;
     let total = IPV6_HEADER + icmp_len;
-    if out.len() < total {
-        return None;
-    }
     let icmp = &mut out[IPV6_HEADER..total];
-    icmp[0] = ty;
-    icmp[1] = code;
-    icmp[2..4].copy_from_slice(&[0, 0]);
-    icmp[4..8].copy_from_slice(&word.to_be_bytes());
-    icmp[8..].copy_from_slice(&offender[..quote]);
     let c = finish(checksum::combine(&[
         checksum::pseudo_header_v6(&src, &dst, IpProtocol::Icmpv6, icmp_len as u32),
         checksum::data(icmp),
@@ -293,7 +302,7 @@ pub fn fragment_plan(ip: &[u8], mtu: usize) -> Option<(usize, usize)> {
     if per == 0 {
         return None;
     }
-    Some((total - ihl).div_ceil(per)).map(|n| (n, per))
+    Some(((total - ihl).div_ceil(per), per))
 }
 
 /// Builds fragment `k` of the plan [`fragment_plan`] made for `ip` into `out`; returns its
@@ -322,9 +331,7 @@ pub fn fragment(ip: &[u8], per: usize, k: usize, out: &mut [u8]) -> Option<usize
     };
     let off = ((base + at) / 8) as u16;
     f[6..8].copy_from_slice(&(off | mf).to_be_bytes());
-    f[10..12].copy_from_slice(&[0, 0]);
-    let c = finish(checksum::data(&f[..ihl]));
-    f[10..12].copy_from_slice(&c.to_be_bytes());
+    set_ipv4_checksum(&mut f[..ihl]);
     Some(ihl + chunk)
 }
 
@@ -345,9 +352,7 @@ mod tests {
         );
         if df {
             p[6] = 0x40;
-            p[10..12].copy_from_slice(&[0, 0]);
-            let c = !checksum::data(&p[..20]);
-            p[10..12].copy_from_slice(&c.to_be_bytes());
+            set_ipv4_checksum(&mut p[..20]);
         }
         for (i, b) in p[20..].iter_mut().enumerate() {
             *b = i as u8;

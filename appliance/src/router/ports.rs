@@ -255,11 +255,6 @@ impl LocalPort {
             tx_dropped: 0,
         }
     }
-
-    /// Whether the stack has packets waiting to be routed.
-    pub fn has_output(&self) -> bool {
-        !self.tx.is_empty()
-    }
 }
 
 pub struct LocalRx<'a>(&'a [u8]);

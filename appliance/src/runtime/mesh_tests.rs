@@ -174,15 +174,7 @@ fn udp4(src: Ipv4Address, dst: Ipv4Address, len: usize, ttl: u8, df: bool) -> Ve
     write_ipv4(&mut p, src, dst, IpProtocol::Udp, UDP_HEADER + len, ttl);
     if df {
         p[6] = 0x40;
-        p[10..12].copy_from_slice(&[0, 0]);
-        let mut c = 0u32;
-        for w in p[..20].chunks(2) {
-            c += u32::from(u16::from_be_bytes([w[0], w[1]]));
-        }
-        while c > 0xffff {
-            c = (c & 0xffff) + (c >> 16);
-        }
-        p[10..12].copy_from_slice(&(!(c as u16)).to_be_bytes());
+        set_ipv4_checksum(&mut p[..IPV4_HEADER]);
     }
     p
 }
@@ -389,7 +381,10 @@ fn ttl_running_out_in_the_router_returns_time_exceeded_from_the_segment_address(
     let got = m.hosts[0].take_inbox();
     assert_eq!(got.len(), 1);
     assert_eq!((got[0][6], got[0][40], got[0][41]), (58, 3, 0));
-    assert_eq!(m.apps[0].router_counters().drop_count(Drop::TtlExceeded), 2);
+    assert_eq!(
+        m.apps[0].router_counters().drop_count(Discard::TtlExceeded),
+        2
+    );
 }
 
 #[test]
@@ -468,12 +463,12 @@ fn the_underlay_reaches_no_segment_host() {
         EthernetProtocol::Ipv4,
     );
     f[14..].copy_from_slice(&p);
-    let private = m.apps[0].router_counters().drop_count(Drop::Private);
+    let private = m.apps[0].router_counters().drop_count(Discard::Private);
     m.wan[0].borrow_mut().rx.push_back(f);
     m.run(20);
     assert!(m.hosts[0].take_inbox().is_empty());
     assert_eq!(
-        m.apps[0].router_counters().drop_count(Drop::Private),
+        m.apps[0].router_counters().drop_count(Discard::Private),
         private + 1
     );
 }
@@ -710,25 +705,14 @@ fn fragments_for_the_appliance_itself_are_dropped_and_counted() {
     let mut p = udp4(host_v4(1), router_v4(1), 100, 64, false);
     // Turn it into a first fragment (more fragments follow).
     p[6] = 0x20;
-    p[10..12].copy_from_slice(&[0, 0]);
-    let c = {
-        let mut acc = 0u32;
-        for w in p[..20].chunks(2) {
-            acc += u32::from(u16::from_be_bytes([w[0], w[1]]));
-        }
-        while acc > 0xffff {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        !(acc as u16)
-    };
-    p[10..12].copy_from_slice(&c.to_be_bytes());
+    crate::router::packet::set_ipv4_checksum(&mut p[..20]);
     let before = m.apps[0].router_counters();
     m.hosts[0].send_ip(&p);
     m.run(5);
     let after = m.apps[0].router_counters();
     assert_eq!(
-        after.drop_count(Drop::Unsupported),
-        before.drop_count(Drop::Unsupported) + 1
+        after.drop_count(Discard::Unsupported),
+        before.drop_count(Discard::Unsupported) + 1
     );
     assert_eq!(after.local_in, before.local_in);
 }
@@ -745,5 +729,5 @@ fn a_df_packet_too_big_for_the_egress_link_gets_its_error_before_masquerade() {
     assert_eq!((src, ty, code, word & 0xffff), (router_v4(1), 3, 4, 1400));
     // The quoted header still has the workload's own source address.
     assert_eq!(&got[0][28 + 12..28 + 16], &host_v4(1).octets());
-    assert_eq!(m.apps[0].router_counters().drop_count(Drop::Nat), 0);
+    assert_eq!(m.apps[0].router_counters().drop_count(Discard::Nat), 0);
 }

@@ -9,7 +9,7 @@
 mod services;
 mod tunnel;
 
-pub use crate::router::{Counters as RouterCounters, Drop, LinkCounters, ALL_DROPS};
+pub use crate::router::{Counters as RouterCounters, Discard, LinkCounters, ALL_DROPS};
 pub use services::{ECHO_PORT, ECHO_SOCKETS};
 
 use crate::config::{Config, ConfigError, LinkConfig};
@@ -280,7 +280,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
 
     /// The router's counters.
     pub fn router_counters(&self) -> RouterCounters {
-        self.router.counters
+        self.router.counters()
     }
 
     /// The tunnel's counters, if there is a tunnel.
@@ -321,7 +321,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
                 c.rx_frames, c.tx_frames, c.tx_dropped, c.malformed
             );
         }
-        let r = self.router.counters;
+        let r = self.router.counters();
         let _ = write!(
             out,
             " router fwd={} local_in={} local_out={} icmp_err={} dhcp={} ra={} drops={}",
