@@ -26,10 +26,12 @@ pub mod packet;
 mod ports;
 pub mod ra;
 pub mod ring;
+pub mod table;
 
 pub use ports::{eui64_link_local, Link, LinkCounters, LocalPort, TunnelPort};
+pub use table::{Hop, Origin, Route, RouteTable};
 
-use crate::tunnel::{AllowedIp, AllowedIps, DeviceResult, Now};
+use crate::tunnel::{DeviceResult, Now, PeerId};
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -153,22 +155,15 @@ impl Counters {
     }
 }
 
-/// Where a route leads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Target {
-    /// Directly on link `n`.
-    OnLink(usize),
-    /// Through the gateway on link `n`.
-    Via(usize, IpAddress),
-    /// Into the tunnel.
-    Tunnel,
-}
+/// Routes the table holds beyond the config's: room for what the routing protocol learns.
+pub const LEARNED_ROUTES: usize = 256;
 
 /// Where a packet came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum From {
     Link(usize),
-    Tunnel,
+    /// Decrypted, from this tunnel peer.
+    Peer(PeerId),
     /// The local stack, or the router itself (`errors: false` for packets the router made,
     /// so an ICMP error never causes another).
     Local {
@@ -181,8 +176,7 @@ pub struct Router<D, R> {
     pub links: Vec<Link<D>>,
     pub tunnel: Option<TunnelPort<R>>,
     pub local: LocalPort,
-    routes: AllowedIps,
-    targets: Vec<Target>,
+    routes: RouteTable,
     /// Addresses the tunnel's `[Interface]` gives the appliance.
     tunnel_addrs: Vec<IpCidr>,
     pending: Pending,
@@ -268,66 +262,37 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         tunnel_addrs: Vec<IpCidr>,
         now: Instant,
     ) -> Router<D, R> {
-        // Routes: every link's subnets, the tunnel's AllowedIPs, then the gateways.
-        let mut targets = Vec::new();
         let allowed_total = tunnel.as_ref().map_or(0, |t| {
             t.device
                 .peers()
                 .map(|(id, _)| t.device.allowed_ips(id).count())
                 .sum()
         });
-        let mut routes = AllowedIps::with_capacity(links.len() * 8 + allowed_total + 2);
-        let mut add = |routes: &mut AllowedIps, cidr: IpCidr, t: Target| {
-            let owner = match targets.iter().position(|x| *x == t) {
-                Some(i) => i,
-                None => {
-                    targets.push(t);
-                    targets.len() - 1
-                }
-            };
-            if let Some(p) = AllowedIp::new(to_core(cidr.address()), cidr.prefix_len()) {
-                let _ = routes.insert(p, owner as u16);
-            }
-        };
-        let mut defaults = Vec::new();
+        let mut routes =
+            RouteTable::with_capacity(links.len() * 8 + allowed_total + 2 + LEARNED_ROUTES);
+        // The config's routes fit: the table was sized for them.
         for (i, l) in links.iter().enumerate() {
-            if let Some(gw) = l.gateway_v4 {
-                defaults.push((
-                    IpCidr::new(IpAddress::Ipv4(Ipv4Address::UNSPECIFIED), 0),
-                    Target::Via(i, IpAddress::Ipv4(gw)),
-                ));
-            }
-            if let Some(gw) = l.gateway_v6 {
-                defaults.push((
-                    IpCidr::new(IpAddress::Ipv6(Ipv6Address::UNSPECIFIED), 0),
-                    Target::Via(i, IpAddress::Ipv6(gw)),
-                ));
+            for c in &l.addrs {
+                let _ = routes.set(*c, Origin::Connected, Hop::OnLink(i), 0);
             }
         }
         // The first link with a gateway of a family holds the default route of it.
-        defaults.reverse();
-        for (cidr, t) in defaults {
-            add(&mut routes, cidr, t);
+        for (i, l) in links.iter().enumerate().rev() {
+            if let Some(gw) = l.gateway_v4 {
+                let any = IpCidr::new(IpAddress::Ipv4(Ipv4Address::UNSPECIFIED), 0);
+                let _ = routes.set(any, Origin::Static, Hop::Via(i, IpAddress::Ipv4(gw)), 0);
+            }
+            if let Some(gw) = l.gateway_v6 {
+                let any = IpCidr::new(IpAddress::Ipv6(Ipv6Address::UNSPECIFIED), 0);
+                let _ = routes.set(any, Origin::Static, Hop::Via(i, IpAddress::Ipv6(gw)), 0);
+            }
         }
         if let Some(t) = &tunnel {
             for (id, _) in t.device.peers() {
                 for p in t.device.allowed_ips(id) {
-                    add(
-                        &mut routes,
-                        IpCidr::new(from_core(p.addr), p.prefix_len),
-                        Target::Tunnel,
-                    );
+                    let prefix = IpCidr::new(from_core(p.addr), p.prefix_len);
+                    let _ = routes.set(prefix, Origin::AllowedIps, Hop::Peer(id), 0);
                 }
-            }
-        }
-        // Connected subnets last so that they win over an AllowedIPs prefix of equal length.
-        for (i, l) in links.iter().enumerate().rev() {
-            for c in &l.addrs {
-                add(
-                    &mut routes,
-                    IpCidr::new(c.address(), c.prefix_len()),
-                    Target::OnLink(i),
-                );
             }
         }
         let mut local_mtu = links
@@ -344,7 +309,6 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             tunnel,
             local: LocalPort::new(local_mtu),
             routes,
-            targets,
             tunnel_addrs,
             pending: Pending::new(PENDING),
             rx: vec![0u8; MAX_FRAME].into_boxed_slice(),
@@ -378,15 +342,21 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         self.route(a).is_some()
     }
 
-    fn route(&self, a: IpAddress) -> Option<Target> {
-        let t = self
-            .targets
-            .get(usize::from(self.routes.lookup(to_core(a))?))
-            .copied()?;
-        match t {
-            Target::Tunnel if self.tunnel.is_none() => None,
-            t => Some(t),
+    fn route(&self, a: IpAddress) -> Option<Hop> {
+        match self.routes.lookup(a)?.hop {
+            Hop::Peer(_) if self.tunnel.is_none() => None,
+            hop => Some(hop),
         }
+    }
+
+    /// The route table, for status.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// The route table, for the routing protocol to write its routes.
+    pub fn routes_mut(&mut self) -> &mut RouteTable {
+        &mut self.routes
     }
 
     /// What the router did, with the local stack's packets its queue turned away counted
@@ -504,7 +474,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         let ok = match from {
             From::Local { .. } => true,
             From::Link(i) if !self.links[i].is_segment() => own_link == Some(i),
-            From::Link(_) | From::Tunnel => {
+            From::Link(_) | From::Peer(_) => {
                 tunnel_addr || own_link.is_some_and(|j| self.links[j].is_segment())
             }
         };
@@ -590,7 +560,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
     fn unmasqueraded(&mut self, i: usize, pkt: &mut [u8]) {
         let dst = dst_of(pkt);
         match self.route(dst) {
-            Some(Target::OnLink(j)) if self.links[j].is_segment() => {
+            Some(Hop::OnLink(j)) if self.links[j].is_segment() => {
                 if pkt[8] <= 1 {
                     self.count(Discard::TtlExceeded);
                     return self.icmp_error(From::Link(i), pkt, 11, 0, 0);
@@ -613,7 +583,18 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             return;
         };
         let mut out = take(&mut self.out);
-        let r = t.device.decapsulate(self.now, from, datagram, &mut out);
+        // Strict reverse path: a peer may send from its AllowedIPs, or from any source the
+        // route table reaches through that peer (traffic it relays).
+        let routes = &self.routes;
+        let mut accept = |peer: PeerId, src: IpAddr, allowed: bool| {
+            allowed
+                || routes
+                    .lookup(from_core(src))
+                    .is_some_and(|r| r.hop == Hop::Peer(peer))
+        };
+        let r = t
+            .device
+            .decapsulate_with(self.now, from, datagram, &mut out, &mut accept);
         let action = Action::of(r);
         self.tunnel = Some(t);
         self.act(action, &mut out);
@@ -667,10 +648,10 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                     t.dgram = d;
                 }
             }
-            Action::Deliver(n) => {
+            Action::Deliver(peer, n) => {
                 self.counters.from_tunnel += 1;
                 if check_ip(&buf[..n]).is_some() {
-                    self.forward(From::Tunnel, &mut buf[..n]);
+                    self.forward(From::Peer(peer), &mut buf[..n]);
                 } else {
                     self.count(Discard::Malformed);
                 }
@@ -685,8 +666,8 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         let dst = from_core(to.ip());
         let port = self.tunnel.as_ref().map_or(0, |t| t.listen_port);
         let hop = match self.route(dst) {
-            Some(Target::OnLink(j)) if !self.links[j].is_segment() => (j, dst),
-            Some(Target::Via(j, gw)) if !self.links[j].is_segment() => (j, gw),
+            Some(Hop::OnLink(j)) if !self.links[j].is_segment() => (j, dst),
+            Some(Hop::Via(j, gw)) if !self.links[j].is_segment() => (j, gw),
             _ => {
                 // Fall back to any underlay link on the endpoint's subnet.
                 match self
@@ -729,7 +710,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
     fn forward(&mut self, from: From, pkt: &mut [u8]) {
         let v6 = pkt[0] >> 4 == 6;
         let dst = dst_of(pkt);
-        if let From::Link(_) | From::Tunnel = from {
+        if let From::Link(_) | From::Peer(_) = from {
             match self.local_for(from, dst) {
                 Some(true) => return self.deliver_local(pkt),
                 Some(false) => return self.count(Discard::Private),
@@ -757,7 +738,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         let (allowed, nat) = match (from, target) {
             // The appliance's own packets leave an underlay link from that link's address
             // (masqueraded when it has Egress = nat), and enter the tunnel from a private one.
-            (From::Local { .. }, Target::OnLink(j) | Target::Via(j, _)) => {
+            (From::Local { .. }, Hop::OnLink(j) | Hop::Via(j, _)) => {
                 if self.links[j].is_segment() || self.links[j].owns(src) {
                     (true, false)
                 } else {
@@ -765,12 +746,12 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                     (nat, nat)
                 }
             }
-            (From::Local { .. }, Target::Tunnel) => {
+            (From::Local { .. }, Hop::Peer(_)) => {
                 let underlay_src = self.links.iter().any(|l| !l.is_segment() && l.owns(src));
                 (!underlay_src, false)
             }
-            (From::Link(i), Target::Tunnel) => (self.links[i].is_segment(), false),
-            (From::Link(i), Target::OnLink(j) | Target::Via(j, _)) => {
+            (From::Link(i), Hop::Peer(_)) => (self.links[i].is_segment(), false),
+            (From::Link(i), Hop::OnLink(j) | Hop::Via(j, _)) => {
                 if !self.links[i].is_segment() {
                     (false, false)
                 } else if egress_segment(self, j) {
@@ -780,12 +761,16 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                     (nat, nat)
                 }
             }
-            (From::Tunnel, Target::OnLink(j)) => (egress_segment(self, j), false),
-            (From::Tunnel, Target::Tunnel) => {
-                self.count(Discard::Hairpin);
-                return;
+            (From::Peer(_), Hop::OnLink(j)) => (egress_segment(self, j), false),
+            // Relaying: from one peer to another, never back to the sender.
+            (From::Peer(a), Hop::Peer(b)) => {
+                if a == b {
+                    self.count(Discard::Hairpin);
+                    return;
+                }
+                (true, false)
             }
-            (From::Tunnel, Target::Via(..)) => (false, false),
+            (From::Peer(_), Hop::Via(..)) => (false, false),
         };
         if !allowed {
             self.count(Discard::Private);
@@ -810,8 +795,8 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             }
         }
         let mtu = match target {
-            Target::Tunnel => self.tunnel.as_ref().map_or(0, |t| t.mtu),
-            Target::OnLink(j) | Target::Via(j, _) => self.links[j].mtu,
+            Hop::Peer(_) => self.tunnel.as_ref().map_or(0, |t| t.mtu),
+            Hop::OnLink(j) | Hop::Via(j, _) => self.links[j].mtu,
         };
         let too_big = pkt.len() > mtu;
         if too_big && (v6 || pkt[6] & 0x40 != 0) {
@@ -834,8 +819,8 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         }
         if nat {
             let j = match target {
-                Target::OnLink(j) | Target::Via(j, _) => j,
-                Target::Tunnel => return,
+                Hop::OnLink(j) | Hop::Via(j, _) => j,
+                Hop::Peer(_) => return,
             };
             let now_secs = self.now.total_millis().max(0) as u64 / 1000;
             let r = self.links[j]
@@ -867,14 +852,14 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         self.send_to(target, pkt);
     }
 
-    fn send_to(&mut self, target: Target, pkt: &mut [u8]) {
+    fn send_to(&mut self, target: Hop, pkt: &mut [u8]) {
         match target {
-            Target::OnLink(j) => {
+            Hop::OnLink(j) => {
                 let dst = dst_of(pkt);
                 self.send_ip(j, dst, pkt)
             }
-            Target::Via(j, gw) => self.send_ip(j, gw, pkt),
-            Target::Tunnel => {
+            Hop::Via(j, gw) => self.send_ip(j, gw, pkt),
+            Hop::Peer(id) => {
                 let Some(mut t) = self.tunnel.take() else {
                     return self.count(Discard::NoRoute);
                 };
@@ -883,7 +868,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                     instant: self.now,
                     wall_ns: self.wall_ns,
                 };
-                let a = Action::of(t.device.encapsulate(wnow, pkt, &mut d[HEADROOM..]));
+                let a = Action::of(t.device.encapsulate_to(wnow, id, pkt, &mut d[HEADROOM..]));
                 self.tunnel = Some(t);
                 // Anything else was queued until a handshake completes, or refused
                 // (counted by the tunnel).
@@ -1076,7 +1061,7 @@ fn udp_src_port(pkt: &[u8], payload_start: usize) -> u16 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
     Send(SocketAddr, usize),
-    Deliver(usize),
+    Deliver(PeerId, usize),
     Nothing,
 }
 
@@ -1084,8 +1069,10 @@ impl Action {
     fn of(r: DeviceResult<'_>) -> Action {
         match r {
             DeviceResult::WriteToNetwork { to, datagram, .. } => Action::Send(to, datagram.len()),
-            DeviceResult::WriteToTunnelV4 { packet, .. }
-            | DeviceResult::WriteToTunnelV6 { packet, .. } => Action::Deliver(packet.len()),
+            DeviceResult::WriteToTunnelV4 { peer, packet, .. }
+            | DeviceResult::WriteToTunnelV6 { peer, packet, .. } => {
+                Action::Deliver(peer, packet.len())
+            }
             DeviceResult::Done | DeviceResult::Err(_) => Action::Nothing,
         }
     }

@@ -128,6 +128,11 @@ impl AllowedIps {
         Ok(())
     }
 
+    /// Removes every prefix (keeps the capacity).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     /// Removes every prefix of `owner`.
     pub fn remove_owner(&mut self, owner: u16) {
         self.entries.retain(|e| e.owner != owner);

@@ -8,7 +8,7 @@
 //! not in its own peer's AllowedIPs is dropped and counted.
 
 use alloc::vec::Vec;
-use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rand_core::CryptoRngCore;
 use smoltcp::time::Instant;
@@ -87,7 +87,7 @@ pub enum DeviceResult<'a> {
     WriteToTunnelV4 {
         /// The peer it came from.
         peer: PeerId,
-        /// Its inner source address (already checked against the peer's AllowedIPs).
+        /// Its inner source address (already accepted by the source check).
         src: Ipv4Addr,
         /// The packet.
         packet: &'a mut [u8],
@@ -96,7 +96,7 @@ pub enum DeviceResult<'a> {
     WriteToTunnelV6 {
         /// The peer it came from.
         peer: PeerId,
-        /// Its inner source address (already checked against the peer's AllowedIPs).
+        /// Its inner source address (already accepted by the source check).
         src: Ipv6Addr,
         /// The packet.
         packet: &'a mut [u8],
@@ -124,6 +124,11 @@ fn detach(r: TunnelResult<'_>) -> Detached {
         TunnelResult::WriteToTunnelV6(b, a) => Detached::V6(b.len(), a),
         TunnelResult::Err(e) => Detached::Err(e),
     }
+}
+
+/// The default source check: the source is in the sending peer's AllowedIPs.
+fn in_allowed_ips(_: PeerId, _: IpAddr, allowed: bool) -> bool {
+    allowed
 }
 
 /// Many peers behind one static key.
@@ -309,6 +314,7 @@ impl<R: CryptoRngCore> Device<R> {
         r: Detached,
         reply_to: Option<SocketAddr>,
         out: &'a mut [u8],
+        accept: &mut dyn FnMut(PeerId, IpAddr, bool) -> bool,
     ) -> DeviceResult<'a> {
         let id = PeerId(slot as u16);
         match r {
@@ -325,14 +331,14 @@ impl<R: CryptoRngCore> Device<R> {
                     None => self.fail(DropReason::NoEndpoint),
                 }
             }
-            Detached::V4(n, src) => self.check_source(slot, src.into(), n, out, |packet| {
+            Detached::V4(n, src) => self.check_source(slot, src.into(), n, out, accept, |packet| {
                 DeviceResult::WriteToTunnelV4 {
                     peer: id,
                     src,
                     packet,
                 }
             }),
-            Detached::V6(n, src) => self.check_source(slot, src.into(), n, out, |packet| {
+            Detached::V6(n, src) => self.check_source(slot, src.into(), n, out, accept, |packet| {
                 DeviceResult::WriteToTunnelV6 {
                     peer: id,
                     src,
@@ -346,12 +352,14 @@ impl<R: CryptoRngCore> Device<R> {
     fn check_source<'a>(
         &mut self,
         slot: usize,
-        src: core::net::IpAddr,
+        src: IpAddr,
         n: usize,
         out: &'a mut [u8],
+        accept: &mut dyn FnMut(PeerId, IpAddr, bool) -> bool,
         make: impl FnOnce(&'a mut [u8]) -> DeviceResult<'a>,
     ) -> DeviceResult<'a> {
-        if self.allowed.lookup(src) == Some(slot as u16) {
+        let allowed = self.allowed.lookup(src) == Some(slot as u16);
+        if accept(PeerId(slot as u16), src, allowed) {
             return make(&mut out[..n]);
         }
         if let Some(p) = self.peers[slot].as_mut() {
@@ -390,17 +398,33 @@ impl<R: CryptoRngCore> Device<R> {
             return self.fail(DropReason::NoRoute);
         };
         let r = detach(peer.encapsulate(now, &mut self.rng, packet, out));
-        self.attach(slot, r, None, out)
+        self.attach(slot, r, None, out, &mut in_allowed_ips)
     }
 
     /// Processes one UDP datagram received from `src`. `out` must be at least as long as
-    /// the datagram and at least 148 bytes.
+    /// the datagram and at least 148 bytes. A decrypted packet is delivered only if its
+    /// source is in the sending peer's AllowedIPs.
     pub fn decapsulate<'a>(
         &mut self,
         now: Instant,
         src: SocketAddr,
         datagram: &[u8],
         out: &'a mut [u8],
+    ) -> DeviceResult<'a> {
+        self.decapsulate_with(now, src, datagram, out, &mut in_allowed_ips)
+    }
+
+    /// [`Device::decapsulate`] with the caller's source check: `accept(peer, source,
+    /// in_allowed_ips)` decides whether a decrypted packet is delivered (a router that
+    /// relays accepts sources its route table reaches through that peer). A refused packet
+    /// is counted as [`DropReason::AllowedIpsMismatch`].
+    pub fn decapsulate_with<'a>(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        datagram: &[u8],
+        out: &'a mut [u8],
+        accept: &mut dyn FnMut(PeerId, IpAddr, bool) -> bool,
     ) -> DeviceResult<'a> {
         let msg = match Message::parse(datagram) {
             Ok(m) => m,
@@ -465,7 +489,7 @@ impl<R: CryptoRngCore> Device<R> {
                 (slot, detach(peer.handle_data(now, &d, src, out)))
             }
         };
-        self.attach(slot, r, Some(src), out)
+        self.attach(slot, r, Some(src), out, accept)
     }
 
     /// Runs every peer's timers, round-robin. Returns at most one datagram per call: call
@@ -482,7 +506,7 @@ impl<R: CryptoRngCore> Device<R> {
                 r => {
                     // Stay on this peer: it may have more to send.
                     self.timer_cursor = slot;
-                    return self.attach(slot, r, None, out);
+                    return self.attach(slot, r, None, out, &mut in_allowed_ips);
                 }
             }
         }
@@ -502,7 +526,7 @@ impl<R: CryptoRngCore> Device<R> {
             }
             match detach(peer.dequeue(now, out)) {
                 Detached::Done => {}
-                r => return self.attach(slot, r, None, out),
+                r => return self.attach(slot, r, None, out, &mut in_allowed_ips),
             }
         }
         DeviceResult::Done
