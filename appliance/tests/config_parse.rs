@@ -965,3 +965,64 @@ fn bad_dhcp_settings_name_their_line() {
         "DHCPServer = yes needs an IPv4 Address",
     );
 }
+
+// --- [Routing] --------------------------------------------------------------------------
+
+#[test]
+fn routing_section_gives_the_networks_and_hello_interval() {
+    let c = ok(&format!(
+        "{}[Routing]\nNetworks = 10.20.0.0/16\nnetworks = fd20:ab:cd::/48\nHelloInterval = 250\n",
+        tunnel()
+    ));
+    let r = c.routing.expect("a [Routing] config");
+    assert_eq!(
+        r.networks,
+        vec![
+            v4(10, 20, 0, 0, 16),
+            v6([0xfd20, 0xab, 0xcd, 0, 0, 0, 0, 0], 48)
+        ]
+    );
+    assert_eq!((r.hello_interval_ms, r.line), (Some(250), 6));
+    assert_eq!(ok(&tunnel()).routing, None);
+}
+
+#[test]
+fn routing_section_errors_name_their_lines() {
+    let t = tunnel();
+    assert_error(&format!("{t}[Routing]\n"), 6, "has no Networks");
+    assert_error(
+        &format!("{t}[Routing]\nNetworks = 10.20.1.0/16\n"),
+        7,
+        "host bits set; did you mean 10.20.0.0/16",
+    );
+    assert_error(
+        &format!("{t}[Routing]\nNetworks = 0.0.0.0/0\n"),
+        7,
+        "is everything",
+    );
+    assert_error(
+        &format!("{t}[Routing]\nNetworks = 10.20.0.0/16, 10.20.0.0/16\n"),
+        7,
+        "listed twice",
+    );
+    assert_error(
+        &format!("{t}[Routing]\nNetworks = 10.20.0.0/16\nHelloInterval = 10\n"),
+        8,
+        "HelloInterval",
+    );
+    assert_error(
+        &format!("{t}[Routing]\nNetworks = 10.20.0.0/16\nMetric = 5\n"),
+        8,
+        "Metric",
+    );
+    assert_error(
+        &format!("{t}[Routing]\nNetworks = 10.20.0.0/16\n[Routing]\nNetworks = 10.30.0.0/16\n"),
+        8,
+        "second [Routing]",
+    );
+    assert_error(
+        "[Link]\nAddress = 10.0.2.15/24\n[Routing]\nNetworks = 10.20.0.0/16\n",
+        3,
+        "needs an [Interface]",
+    );
+}

@@ -32,6 +32,10 @@
 //! Endpoint = 192.0.2.11:51820       # optional; [fd00::1]:51820 for IPv6; no DNS names
 //! AllowedIPs = 10.20.2.0/24         # repeatable
 //! PersistentKeepalive = 25          # optional; 0 or "off" disables it
+//!
+//! [Routing]                         # optional, at most one: Babel between appliances
+//! Networks = 10.20.0.0/16, fd20:ab:cd::/48   # the VDC's address plan
+//! HelloInterval = 400               # optional, milliseconds
 //! ```
 //!
 //! Comments start with `#` or `;`, on their own line or after a value. Section and key
@@ -44,8 +48,8 @@
 //! never yields a [`Config`]: the appliance does not boot half-configured.
 //!
 //! Files: `lines` (line splitting, comments, headers), `values` (one value at a time),
-//! `parser` (the pass over the file), `link` / `interface` / `peer` (one section kind
-//! each), `shared` (what they have in common), `keys` (WireGuard keys).
+//! `parser` (the pass over the file), `link` / `interface` / `peer` / `routing` (one
+//! section kind each), `shared` (what they have in common), `keys` (WireGuard keys).
 
 mod interface;
 mod keys;
@@ -53,6 +57,7 @@ mod lines;
 mod link;
 mod parser;
 mod peer;
+mod routing;
 mod shared;
 mod values;
 
@@ -88,6 +93,11 @@ pub const DEFAULT_LISTEN_PORT: u16 = 51820;
 pub const MTU_RANGE: RangeInclusive<u16> = 576..=9000;
 /// The smallest MTU IPv6 allows (RFC 8200 §5); required when a section has an IPv6 address.
 pub const IPV6_MIN_MTU: u16 = 1280;
+
+/// `Networks` prefixes in `[Routing]`.
+pub const MAX_NETWORKS: usize = 16;
+/// Accepted `HelloInterval` values, in milliseconds.
+pub const HELLO_INTERVAL_MS: RangeInclusive<u16> = 50..=60_000;
 
 /// `LeaseTime` when a segment does not give one.
 pub const DEFAULT_LEASE_SECS: u32 = 3600;
@@ -125,6 +135,19 @@ pub struct Config {
     pub interface: Option<InterfaceConfig>,
     /// The tunnel's peers, in file order; empty without an `[Interface]`.
     pub peers: Vec<PeerConfig>,
+    /// The routing protocol between appliances, if the node runs it.
+    pub routing: Option<RoutingConfig>,
+}
+
+/// The `[Routing]` section: Babel over the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// The VDC's address plan: routes outside these are ignored.
+    pub networks: Vec<IpCidr>,
+    /// Hello interval in milliseconds; `None` keeps the protocol's default.
+    pub hello_interval_ms: Option<u16>,
+    /// Line of the `[Routing]` header.
+    pub line: usize,
 }
 
 /// One `[Link]` section: the appliance's addresses on one NIC.
@@ -251,6 +274,7 @@ impl Config {
             }],
             interface: None,
             peers: Vec::new(),
+            routing: None,
         }
     }
 }

@@ -15,10 +15,11 @@ use super::interface::InterfaceBuilder;
 use super::lines::{lines, BadLine, Line};
 use super::link::LinkBuilder;
 use super::peer::PeerBuilder;
+use super::routing::RoutingBuilder;
 use super::shared::Seen;
 use super::{
-    Config, ConfigError, InterfaceConfig, LinkConfig, PeerConfig, MAX_CONFIG_LEN, MAX_LINKS,
-    MAX_PEERS,
+    Config, ConfigError, InterfaceConfig, LinkConfig, PeerConfig, RoutingConfig, MAX_CONFIG_LEN,
+    MAX_LINKS, MAX_PEERS,
 };
 
 pub(super) fn parse(text: &[u8]) -> Result<Config, Vec<ConfigError>> {
@@ -56,6 +57,7 @@ enum Section {
     Link(LinkBuilder),
     Interface(InterfaceBuilder),
     Peer(PeerBuilder),
+    Routing(RoutingBuilder),
 }
 
 #[derive(Default)]
@@ -72,6 +74,8 @@ struct Parser {
     peer_headers: usize,
     first_peer_header: Option<usize>,
     peers: Vec<PeerConfig>,
+    routing_header: Option<usize>,
+    routing: Option<RoutingConfig>,
 }
 
 impl Parser {
@@ -90,6 +94,7 @@ impl Parser {
                 Section::Link(link) => link.damaged = true,
                 Section::Interface(interface) => interface.damaged = true,
                 Section::Peer(peer) => peer.damaged = true,
+                Section::Routing(routing) => routing.damaged = true,
             }
         }
     }
@@ -132,10 +137,27 @@ impl Parser {
                     .error(line, format!("more than {MAX_PEERS} [Peer] sections"));
             }
             Section::Peer(PeerBuilder::new(line, keep))
+        } else if name.eq_ignore_ascii_case("Routing") {
+            let keep = match self.routing_header {
+                Some(first) => {
+                    self.seen.error(
+                        line,
+                        format!("second [Routing] section; there can be only one (the first is at line {first})"),
+                    );
+                    false
+                }
+                None => {
+                    self.routing_header = Some(line);
+                    true
+                }
+            };
+            Section::Routing(RoutingBuilder::new(line, keep))
         } else {
             self.seen.error(
                 line,
-                format!("unknown section [{name}]; expected [Link], [Interface] or [Peer]"),
+                format!(
+                    "unknown section [{name}]; expected [Link], [Interface], [Peer] or [Routing]"
+                ),
             );
             Section::Skip
         };
@@ -152,6 +174,7 @@ impl Parser {
             Section::Link(link) => link.entry(seen, line, key, value),
             Section::Interface(interface) => interface.entry(seen, line, key, value),
             Section::Peer(peer) => peer.entry(seen, line, key, value),
+            Section::Routing(routing) => routing.entry(seen, line, key, value),
         }
     }
 
@@ -171,6 +194,11 @@ impl Parser {
             Section::Peer(peer) => {
                 if let Some(peer) = peer.finish(&mut self.seen) {
                     self.peers.push(peer);
+                }
+            }
+            Section::Routing(routing) => {
+                if let Some(routing) = routing.finish(&mut self.seen) {
+                    self.routing = Some(routing);
                 }
             }
         }
@@ -193,6 +221,16 @@ impl Parser {
                 String::from("[Peer] without an [Interface] section to belong to"),
             );
         }
+        if let (Some(routing), None, false) = (
+            self.routing_header,
+            self.interface_header,
+            self.unreadable_lines,
+        ) {
+            self.seen.error(
+                routing,
+                String::from("[Routing] needs an [Interface]: the protocol runs inside the tunnel"),
+            );
+        }
         if !self.seen.errors.is_empty() {
             return Err(self.seen.errors.into_sorted());
         }
@@ -200,6 +238,7 @@ impl Parser {
             links: self.links,
             interface: self.interface,
             peers: self.peers,
+            routing: self.routing,
         })
     }
 }

@@ -26,9 +26,11 @@ pub mod packet;
 mod ports;
 pub mod ra;
 pub mod ring;
+pub mod routing_port;
 pub mod table;
 
 pub use ports::{eui64_link_local, Link, LinkCounters, LocalPort, TunnelPort};
+pub use routing_port::{tunnel_link_local, RoutingDatagram, RoutingPort, BABEL_GROUP, BABEL_PORT};
 pub use table::{Hop, Origin, Route, RouteTable};
 
 use crate::tunnel::{DeviceResult, Now, PeerId};
@@ -176,6 +178,8 @@ pub struct Router<D, R> {
     pub links: Vec<Link<D>>,
     pub tunnel: Option<TunnelPort<R>>,
     pub local: LocalPort,
+    /// The routing protocol's datagrams, when the appliance runs it.
+    pub routing: Option<RoutingPort>,
     routes: RouteTable,
     /// Addresses the tunnel's `[Interface]` gives the appliance.
     tunnel_addrs: Vec<IpCidr>,
@@ -308,6 +312,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             links,
             tunnel,
             local: LocalPort::new(local_mtu),
+            routing: None,
             routes,
             tunnel_addrs,
             pending: Pending::new(PENDING),
@@ -584,13 +589,16 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         };
         let mut out = take(&mut self.out);
         // Strict reverse path: a peer may send from its AllowedIPs, or from any source the
-        // route table reaches through that peer (traffic it relays).
+        // route table reaches through that peer (traffic it relays). Link-local sources are
+        // the routing protocol's, checked in `act`.
         let routes = &self.routes;
+        let routing = self.routing.is_some();
         let mut accept = |peer: PeerId, src: IpAddr, allowed: bool| {
             allowed
                 || routes
                     .lookup(from_core(src))
                     .is_some_and(|r| r.hop == Hop::Peer(peer))
+                || (routing && matches!(src, IpAddr::V6(a) if a.is_unicast_link_local()))
         };
         let r = t
             .device
@@ -651,6 +659,9 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             Action::Deliver(peer, n) => {
                 self.counters.from_tunnel += 1;
                 if check_ip(&buf[..n]).is_some() {
+                    if self.routing_in(peer, &buf[..n]) {
+                        return;
+                    }
                     self.forward(From::Peer(peer), &mut buf[..n]);
                 } else {
                     self.count(Discard::Malformed);
@@ -658,6 +669,65 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             }
             Action::Nothing => {}
         }
+    }
+
+    /// Takes a decrypted packet with a link-local source: the routing protocol's datagram
+    /// goes to its port, anything else is dropped (a peer's link-local address reaches
+    /// nothing else). Returns whether the packet was taken.
+    fn routing_in(&mut self, peer: PeerId, pkt: &[u8]) -> bool {
+        let IpAddress::Ipv6(src) = src_of(pkt) else {
+            return false;
+        };
+        if !src.is_unicast_link_local() {
+            return false;
+        }
+        let IpAddress::Ipv6(dst) = dst_of(pkt) else {
+            return false;
+        };
+        let mut scratch = take(&mut self.scratch);
+        let taken = match self.routing.as_mut() {
+            Some(port) if port.listens_on(dst) => match udp_payload_to(pkt, BABEL_PORT) {
+                Some(range) => port.push(peer, src, &pkt[range], &mut scratch),
+                None => false,
+            },
+            _ => false,
+        };
+        self.scratch = scratch;
+        if !taken {
+            self.count(Discard::Private);
+        }
+        true
+    }
+
+    /// Sends a routing protocol datagram to `peer`, from our tunnel link-local address to
+    /// the Babel group, hop limit 1.
+    pub fn send_routing(&mut self, peer: PeerId, payload: &[u8]) {
+        let Some(src) = self.routing.as_ref().map(|p| p.link_local) else {
+            return;
+        };
+        let n = IPV6_HEADER + UDP_HEADER + payload.len();
+        let mtu = self.tunnel.as_ref().map_or(0, |t| t.mtu);
+        if n > mtu.min(MAX_PACKET) {
+            return self.count(Discard::TooBig);
+        }
+        let mut buf = take(&mut self.scratch);
+        let udp = &mut buf[IPV6_HEADER..n];
+        udp[UDP_HEADER..].copy_from_slice(payload);
+        write_udp(udp, BABEL_PORT, BABEL_PORT, payload.len());
+        udp6_checksum(udp, &src, &BABEL_GROUP);
+        write_ipv6(
+            &mut buf,
+            src,
+            BABEL_GROUP,
+            IpProtocol::Udp,
+            UDP_HEADER + payload.len(),
+            1,
+        );
+        if let Some(p) = self.routing.as_mut() {
+            p.counters.tx += 1;
+        }
+        self.send_to(Hop::Peer(peer), &mut buf[..n]);
+        self.scratch = buf;
     }
 
     /// Sends the datagram at `d[HEADROOM..HEADROOM + n]` to `to` from the underlay link
