@@ -113,7 +113,7 @@ impl RoutingBuilder {
             }
             return None;
         }
-        self.keep.then(|| RoutingConfig {
+        self.keep.then_some(RoutingConfig {
             networks: self.networks,
             hello_interval_ms: self.hello_ms.value,
             line: self.header,
