@@ -1,8 +1,9 @@
 //! Babel (RFC 8966) between appliances over the tunnels, sans-I/O.
 //!
-//! One Babel "interface" per tunnel peer: every neighbour is reached unicast, and the
-//! caller carries the bytes (IPv6 UDP port [`wire::PORT`] between link-local addresses
-//! inside the tunnel). The core takes `now` (a monotonic [`Instant`]) and bytes, and
+//! One Babel "interface" per tunnel peer, with that peer its only neighbour: the caller
+//! carries the bytes as IPv6 UDP port [`wire::PORT`] from our link-local address inside
+//! the tunnel to [`wire::MULTICAST`] (ff02::1:6, as babeld does) or to the peer's
+//! link-local address; either reaches exactly that neighbour. The core takes `now` (a monotonic [`Instant`]) and bytes, and
 //! emits packets through a callback into its own fixed buffer: no clock, no socket, no
 //! per-packet allocation once the tables are warm.
 //!
@@ -62,6 +63,10 @@ pub struct Settings {
     pub dead_after_missed: u8,
     /// Timestamps on Hellos and IHUs (RFC 9616), for the RTT cost.
     pub timestamps: bool,
+    /// Set the unicast flag on our Hellos. Off by default: each tunnel is an interface
+    /// with exactly one neighbour, so "multicast" Hellos (to ff02::1:6 on it) reach just
+    /// that peer, and babeld forgets a neighbour that sends no multicast Hellos.
+    pub unicast_hellos: bool,
     /// RTTs up to this add no cost.
     pub rtt_min: Duration,
     /// RTTs from this on add `max_rtt_penalty`; linear in between.
@@ -100,6 +105,7 @@ impl Default for Settings {
             nominal_cost: 96,
             dead_after_missed: 3,
             timestamps: true,
+            unicast_hellos: false,
             rtt_min: Duration::from_millis(10),
             rtt_max: Duration::from_millis(150),
             max_rtt_penalty: 400,
@@ -882,7 +888,7 @@ impl Babel {
             n.our_seqno = n.our_seqno.wrapping_add(1);
             n.next_hello = now + s.hello_interval;
             let _ = tlvs.push(Tlv::Hello {
-                unicast: true,
+                unicast: s.unicast_hellos,
                 seqno: n.our_seqno,
                 interval: centis(s.hello_interval),
                 timestamp: s.timestamps.then(|| micros32(now).max(1)),
