@@ -7,6 +7,7 @@
 //! - [`config`]: parse the node file (`[Link]`, `[Interface]`, `[Peer]`), collecting every
 //!   error with its line number.
 //! - [`router`]: the forwarding plane over every NIC, the tunnel and the local stack.
+//! - [`routing`]: Babel (RFC 8966) between appliances over the tunnels, sans-I/O.
 //! - [`runtime`]: the appliance proper: the router, the local stack and its services.
 //! - [`tunnel`]: the WireGuard protocol, sans-I/O.
 #![cfg_attr(not(test), no_std)]
@@ -17,5 +18,6 @@ extern crate alloc;
 pub mod cmdline;
 pub mod config;
 pub mod router;
+pub mod routing;
 pub mod runtime;
 pub mod tunnel;
