@@ -96,7 +96,7 @@ pub enum Discard {
     TxFull,
     /// A queue between the router and the local stack was full (either way).
     LocalFull,
-    /// Would go back into the tunnel it came from (no relaying yet).
+    /// Would go back into the tunnel peer it came from.
     Hairpin,
     /// Multicast or broadcast we do not serve; fragments for the local stack (it does not
     /// reassemble).

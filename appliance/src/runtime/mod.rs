@@ -6,6 +6,7 @@
 //! Sans-I/O in the sense that matters: the caller passes `now`, wall time, the devices, the
 //! RNG and the console; nothing here reads a clock or touches hardware.
 
+mod routing;
 mod services;
 mod tunnel;
 
@@ -46,6 +47,8 @@ pub struct Appliance<D, R> {
     router: Router<D, R>,
     iface: Interface,
     services: Services,
+    /// The routing protocol, when the config has `[Routing]`.
+    routing: Option<routing::Routing>,
     /// Interval and next time of the console stats line.
     stats: Option<(Duration, Instant)>,
 }
@@ -206,6 +209,10 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             }
             services.add_probe(*target, now);
         }
+        let routing = config
+            .routing
+            .as_ref()
+            .and_then(|r| routing::Routing::start(r, config, &mut router, opts.seed, now));
         let stats = opts.stats_secs.map(|s| {
             let every = Duration::from_secs(s as u64);
             (every, now + every)
@@ -214,6 +221,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             router,
             iface,
             services,
+            routing,
             stats,
         })
     }
@@ -260,6 +268,23 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
                 let _ = write!(out, " {a}");
             }
             let _ = writeln!(out);
+            for (id, p) in t.device.peers() {
+                let _ = write!(
+                    out,
+                    "vdcnet: peer{} {}",
+                    id.0,
+                    crate::config::PublicKey(p.public_key().0)
+                );
+                match p.endpoint() {
+                    Some(e) => {
+                        let _ = write!(out, " endpoint {e}");
+                    }
+                    None => {
+                        let _ = write!(out, " endpoint none");
+                    }
+                }
+                let _ = writeln!(out);
+            }
         }
     }
 
@@ -294,6 +319,9 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
     pub fn poll(&mut self, now_us: u64, wall_ns: u64, console: &mut dyn Write) -> bool {
         let now = Instant::from_micros(now_us as i64);
         let mut busy = self.router.poll(now, wall_ns);
+        if let Some(r) = self.routing.as_mut() {
+            busy |= r.poll(&mut self.router, now);
+        }
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);
         busy |= self.services.run(&self.iface, now, console);
@@ -340,6 +368,9 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             }
         }
         let _ = write!(out, ";");
+        if let Some(r) = &self.routing {
+            r.write_status(out);
+        }
         if let Some(t) = self.tunnel_counters() {
             let _ = write!(
                 out,
@@ -365,5 +396,7 @@ mod tests;
 
 #[cfg(test)]
 mod mesh_tests;
+#[cfg(test)]
+mod routing_tests;
 #[cfg(test)]
 mod test_nic;
