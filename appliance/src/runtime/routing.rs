@@ -132,13 +132,7 @@ impl Routing {
     ) -> bool {
         self.now = now;
         let mut busy = false;
-        loop {
-            let Some(port) = router.routing.as_mut() else {
-                break;
-            };
-            let Some(d) = port.pop(&mut self.buf) else {
-                break;
-            };
+        while let Some(d) = router.routing.as_mut().and_then(|p| p.pop(&mut self.buf)) {
             busy = true;
             let (p, src) = (d.peer, d.src);
             if let Some(k) = self.peers.iter().position(|(id, _)| *id == p) {
