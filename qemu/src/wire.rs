@@ -49,7 +49,7 @@
 //! Every decision is counted per port in [`PortStats`]; a frame dropped on a path counts
 //! at the port it was going to.
 
-mod nat;
+pub(crate) mod nat;
 
 use crate::error::{Error, Result};
 use crate::host::free_udp_port;
