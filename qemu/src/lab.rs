@@ -1254,33 +1254,66 @@ impl Lab {
         self.configure_workloads(&[i])
     }
 
-    /// One line per node: its underlay, segment and workload addresses and namespace.
+    /// One line per node: its underlay, segment and workload addresses and namespace;
+    /// then one per path with a policy.
     pub fn describe(&self) -> Vec<String> {
-        (0..self.len())
-            .map(|i| {
-                let n = &self.nodes[i];
-                let seg6 = n.segment_v6.map(|c| format!(", {c}")).unwrap_or_default();
-                let own6 = n.overlay_v6.map(|a| format!(", {a}")).unwrap_or_default();
-                let a = self.slots[i].addrs;
-                let w4 = a.v4.map_or("-".to_string(), |v| v.to_string());
-                let w6 = a.v6.map_or("-".to_string(), |v| v.to_string());
-                let hidden = match (n.hidden, self.slots[i].nat) {
-                    (true, true) => " (hidden, behind NAT)",
-                    (true, false) => " (hidden)",
-                    (false, true) => " (behind NAT)",
-                    (false, false) => "",
-                };
-                format!(
-                    "{}{hidden}: underlay {} | segment {}{seg6} via {}{own6} | workload netns {} \
+        let paths = self.pairs.iter().map(|(&(i, j), p)| {
+            format!(
+                "path {}–{}: {}",
+                self.nodes[i].name,
+                self.nodes[j].name,
+                policy_summary(p)
+            )
+        });
+        let nodes = (0..self.len()).map(|i| {
+            let n = &self.nodes[i];
+            let seg6 = n.segment_v6.map(|c| format!(", {c}")).unwrap_or_default();
+            let own6 = n.overlay_v6.map(|a| format!(", {a}")).unwrap_or_default();
+            let a = self.slots[i].addrs;
+            let w4 = a.v4.map_or("-".to_string(), |v| v.to_string());
+            let w6 = a.v6.map_or("-".to_string(), |v| v.to_string());
+            let hidden = match (n.hidden, self.slots[i].nat) {
+                (true, true) => " (hidden, behind NAT)",
+                (true, false) => " (hidden)",
+                (false, true) => " (behind NAT)",
+                (false, false) => "",
+            };
+            format!(
+                "{}{hidden}: underlay {} | segment {}{seg6} via {}{own6} | workload netns {} \
                      {WORKLOAD_IF} {w4} {w6}",
-                    n.name,
-                    n.underlay,
-                    n.segment_v4,
-                    n.overlay_v4,
-                    self.slots[i].ns.name(),
-                )
-            })
-            .collect()
+                n.name,
+                n.underlay,
+                n.segment_v4,
+                n.overlay_v4,
+                self.slots[i].ns.name(),
+            )
+        });
+        nodes.chain(paths).collect()
+    }
+}
+
+/// `delay 80ms, jitter 5ms, drop 1%, reorder 0%` or `cut` (what differs from a clean link).
+fn policy_summary(p: &LinkPolicy) -> String {
+    if !p.up {
+        return "cut".into();
+    }
+    let mut parts = Vec::new();
+    if !p.delay.is_zero() {
+        parts.push(format!("delay {:?}", p.delay));
+    }
+    if !p.jitter.is_zero() {
+        parts.push(format!("jitter {:?}", p.jitter));
+    }
+    if p.drop > 0.0 {
+        parts.push(format!("drop {}%", p.drop * 100.0));
+    }
+    if p.reorder > 0.0 {
+        parts.push(format!("reorder {}%", p.reorder * 100.0));
+    }
+    if parts.is_empty() {
+        "clean".into()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -1777,5 +1810,18 @@ mod tests {
         assert_eq!(built.plan.hidden, parsed.plan.hidden);
         assert!(built.is_behind_nat(0) && !built.is_behind_nat(1) && built.is_behind_nat(2));
         assert!(built.check().is_empty());
+    }
+
+    #[test]
+    fn a_path_policy_reads_back_in_one_line() {
+        assert_eq!(policy_summary(&ms(80)), "delay 80ms");
+        assert_eq!(policy_summary(&LinkPolicy::cut()), "cut");
+        assert_eq!(policy_summary(&LinkPolicy::default()), "clean");
+        let p = LinkPolicy {
+            jitter: Duration::from_millis(5),
+            drop: 0.01,
+            ..ms(20)
+        };
+        assert_eq!(policy_summary(&p), "delay 20ms, jitter 5ms, drop 1%");
     }
 }
