@@ -553,3 +553,63 @@ fn a_cut_path_parts_only_its_two_nodes_and_a_hidden_node_is_reached_once_it_reac
         panic!("after restoring the path: {e}\n{}", consoles(&lab));
     }
 }
+
+/// The smallest round trip in ping's output (`rtt min/avg/max/mdev = a/b/c/d ms`).
+fn min_rtt(out: &str) -> Duration {
+    let stats = out
+        .lines()
+        .find(|l| l.contains("min/avg/max"))
+        .unwrap_or_else(|| panic!("no rtt line in {out}"));
+    let min: f64 = stats
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    Duration::from_secs_f64(min / 1000.0)
+}
+
+#[test]
+fn the_square_lab_delays_each_path_by_its_own_policy() {
+    let file = vdcnet_qemu::workspace_root().join("qemu/labs/square4.lab");
+    let topo = ok(Topology::load(&file));
+    let (_turn, lab) = lab("the_square_lab_delays_each_path", topo);
+    let rtt = |i: usize, j: usize| {
+        let dst = v4(&lab, j);
+        ok(lab.workload(i).ping(dst, TIMEOUT)); // the tunnel is up
+        let (replied, out) = ping(lab.workload(i), dst, &["-c", "5", "-i", "0.2"]);
+        assert!(
+            replied,
+            "node{} -> node{}: {out}\n{}",
+            i + 1,
+            j + 1,
+            consoles(&lab)
+        );
+        min_rtt(&out)
+    };
+    // Without routing the tunnel takes the direct path: twice its one-way delay at least.
+    let direct = rtt(0, 1);
+    assert!(
+        direct >= Duration::from_millis(160),
+        "node1 -> node2 {direct:?}"
+    );
+    let short = rtt(0, 2);
+    assert!(
+        short >= Duration::from_millis(20),
+        "node1 -> node3 {short:?}"
+    );
+    // node1–node3 does not cross the 80 ms path (a wide margin: 140 ms).
+    assert!(
+        short < direct,
+        "node1 -> node3 {short:?}, node1 -> node2 {direct:?}"
+    );
+    let clean = rtt(2, 3);
+    assert!(clean < direct, "node3 -> node4 {clean:?}");
+    eprintln!(
+        "square4 min RTT: node1->node2 {direct:?}, node1->node3 {short:?}, node3->node4 {clean:?}"
+    );
+}
