@@ -498,3 +498,118 @@ fn egress_nat_takes_a_workload_to_the_host_and_only_that_node() {
         "{out}"
     );
 }
+
+#[test]
+fn a_cut_path_parts_only_its_two_nodes_and_a_hidden_node_is_reached_once_it_reaches_out() {
+    use vdcnet_qemu::LinkPolicy;
+    // The path node1–node2 is cut (their cables are fine); node3 is hidden: nodes 1 and 2
+    // have no endpoint for it, and the switch filters like a NAT in front of it.
+    let topo = Topology::new(3).pair(0, 1, LinkPolicy::cut()).hidden(2);
+    let (_turn, mut lab) = lab("a_cut_path_and_a_hidden_node", topo);
+    assert!(lab.is_behind_nat(2) && !lab.is_behind_nat(0));
+    for i in [0, 1] {
+        let cfg = &lab.nodes()[i].config;
+        assert!(!cfg.contains("Endpoint = 192.168.100.3:"), "{cfg}");
+    }
+    // The hidden node's workload reaches out first; then the others reach it.
+    for (i, j) in [(2, 0), (2, 1), (0, 2), (1, 2)] {
+        if let Err(e) = lab.workload(i).ping(v4(&lab, j), Duration::from_secs(60)) {
+            panic!("node{} -> node{}: {e}\n{}", i + 1, j + 1, consoles(&lab));
+        }
+    }
+    // node1 and node2 cannot talk; what they send each other dies on the path.
+    let cut_before = lab.underlay_stats(1).unwrap().dropped_cut;
+    let (replied, out) = ping(lab.workload(0), v4(&lab, 1), &[]);
+    assert!(!replied, "node1 reached node2 through a cut path: {out}");
+    let (replied, out) = ping(lab.workload(1), v4(&lab, 0), &[]);
+    assert!(!replied, "node2 reached node1 through a cut path: {out}");
+    assert!(lab.underlay_stats(1).unwrap().dropped_cut > cut_before);
+    // Unsolicited WireGuard to the hidden node from a stranger on the underlay is
+    // dropped by its NAT and counted.
+    let nat_before = lab.underlay_stats(2).unwrap().dropped_nat;
+    let mac = lab.vm(2).mac(0).unwrap().0;
+    let udp = [0xc3, 0x50, 0xca, 0x6c, 0, 12, 0, 0, 1, 0, 0, 0]; // 50000 -> 51820
+    let frame = eth(
+        mac,
+        0x0800,
+        &ipv4(
+            [192, 168, 100, 66],
+            lab.nodes()[2].underlay.octets(),
+            17,
+            &udp,
+        ),
+    );
+    let queue = Arc::new(Mutex::new(vec![frame; 3]));
+    let port = ok(lab.wire().attach(Box::new(Injector(queue.clone()))));
+    let deadline = Instant::now() + TIMEOUT;
+    while lab.underlay_stats(2).unwrap().dropped_nat < nat_before + 3 {
+        assert!(Instant::now() < deadline, "the NAT let a stranger through");
+        thread::sleep(Duration::from_millis(100));
+    }
+    lab.wire().detach(port);
+    // The path restored, node1 and node2 talk again.
+    lab.set_pair_policy(0, 1, LinkPolicy::default());
+    if let Err(e) = lab.workload(0).ping(v4(&lab, 1), Duration::from_secs(60)) {
+        panic!("after restoring the path: {e}\n{}", consoles(&lab));
+    }
+}
+
+/// The smallest round trip in ping's output (`rtt min/avg/max/mdev = a/b/c/d ms`).
+fn min_rtt(out: &str) -> Duration {
+    let stats = out
+        .lines()
+        .find(|l| l.contains("min/avg/max"))
+        .unwrap_or_else(|| panic!("no rtt line in {out}"));
+    let min: f64 = stats
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    Duration::from_secs_f64(min / 1000.0)
+}
+
+#[test]
+fn the_square_lab_delays_each_path_by_its_own_policy() {
+    let file = vdcnet_qemu::workspace_root().join("qemu/labs/square4.lab");
+    let topo = ok(Topology::load(&file));
+    let (_turn, lab) = lab("the_square_lab_delays_each_path", topo);
+    let rtt = |i: usize, j: usize| {
+        let dst = v4(&lab, j);
+        ok(lab.workload(i).ping(dst, TIMEOUT)); // the tunnel is up
+        let (replied, out) = ping(lab.workload(i), dst, &["-c", "5", "-i", "0.2"]);
+        assert!(
+            replied,
+            "node{} -> node{}: {out}\n{}",
+            i + 1,
+            j + 1,
+            consoles(&lab)
+        );
+        min_rtt(&out)
+    };
+    // Without routing the tunnel takes the direct path: twice its one-way delay at least.
+    let direct = rtt(0, 1);
+    assert!(
+        direct >= Duration::from_millis(160),
+        "node1 -> node2 {direct:?}"
+    );
+    let short = rtt(0, 2);
+    assert!(
+        short >= Duration::from_millis(20),
+        "node1 -> node3 {short:?}"
+    );
+    // node1–node3 does not cross the 80 ms path (a wide margin: 140 ms).
+    assert!(
+        short < direct,
+        "node1 -> node3 {short:?}, node1 -> node2 {direct:?}"
+    );
+    let clean = rtt(2, 3);
+    assert!(clean < direct, "node3 -> node4 {clean:?}");
+    eprintln!(
+        "square4 min RTT: node1->node2 {direct:?}, node1->node3 {short:?}, node3->node4 {clean:?}"
+    );
+}

@@ -31,6 +31,10 @@
 //! Underlay = 192.168.100.0   # the underlay /24: node i is 192.168.100.i
 //! Port = 51820               # WireGuard port
 //! Keepalive = 25             # PersistentKeepalive (0 = off)
+//! Hidden = 3, 4              # hidden nodes: no one has their endpoint (takes its line)
+//! HiddenKeepalive = 25       # their keepalive to the public nodes (below the NAT's 30 s)
+//! Routing = yes              # a [Routing] section in every node (default yes)
+//! HelloInterval = 400ms      # its HelloInterval (default: the protocol's)
 //! Capture = /tmp/lab.pcap    # write every underlay frame to this pcap file
 //!
 //! [Underlay node2]           # node2's cable to the underlay switch; `[Underlay]` alone
@@ -40,6 +44,12 @@
 //! Reorder = 0%               # probability of holding a frame behind the next one
 //! Cut = no                   # yes cuts the cable
 //! Seed = 1                   # the cable's PRNG seed
+//! NAT = yes                  # the switch filters like a NAT in front of the node
+//!                            #   (default: yes for hidden nodes, no for the others)
+//!
+//! [Path node1 node2]         # the path between two nodes, both ways, on top of their
+//! Delay = 80ms               #   cables: the same keys as [Underlay] but NAT
+//! Cut = no
 //!
 //! [Workload node1]           # node1's workload namespace; `[Workload]` alone: every node
 //! MAC = 52:54:00:aa:bb:01    # its interface's MAC (default 52:54:00:57:00:<i>)
@@ -57,17 +67,33 @@
 //!
 //! Nodes are named `node1`..`nodeN` (or just `1`..`N`) in files; in the Rust API they are
 //! indexed from 0 (`lab.vm(0)` is `node1`). Sections apply in file order, so a named
-//! section after an unnamed one of its kind overrides it.
+//! section after an unnamed one of its kind overrides it. `[Node node3]` also takes
+//! `Hidden = yes`.
+//!
+//! # Hidden nodes and NAT
+//!
+//! A hidden node ([`MeshPlan::hidden`]) is one no other node has an endpoint for; in the
+//! lab it also sits behind a NAT by default: the switch drops unicast IP to it unless it
+//! belongs to a flow the node started (replies to its handshakes and keepalives, within
+//! 30 s of its last outbound packet), counted as [`PortStats::dropped_nat`]. The filter
+//! rewrites no address (the node keeps its underlay address), which is all WireGuard needs
+//! to see a NAT: the others cannot start a handshake to the node, and answer it only on
+//! the flows it keeps open.
 //!
 //! ```no_run
 //! use vdcnet_qemu::lab::{Lab, Topology};
 //! use vdcnet_qemu::LinkPolicy;
 //! use std::time::Duration;
 //!
-//! let topo = Topology::new(3).underlay(1, LinkPolicy {
+//! let slow = LinkPolicy {
 //!     delay: Duration::from_millis(20),
 //!     ..LinkPolicy::default()
-//! });
+//! };
+//! // node2's cable is slow, node1 and node3 cannot talk directly, node3 is hidden.
+//! let topo = Topology::new(3)
+//!     .underlay(1, slow)
+//!     .pair(0, 2, LinkPolicy::cut())
+//!     .hidden(2);
 //! let lab = Lab::start(&topo)?;
 //! let to = lab.workload_v4(1).unwrap();
 //! lab.workload(0).ping(to.into(), Duration::from_secs(10))?;
@@ -80,7 +106,8 @@ use crate::mesh::{MeshNode, MeshPlan, MAX_NODES};
 use crate::netns::Netns;
 use crate::nic::{Mac, Nic};
 use crate::vm::Vm;
-use crate::wire::{LinkPolicy, PortStats, Wire};
+use crate::wire::{nat::FLOW_TIMEOUT, LinkPolicy, PortStats, Wire};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -142,6 +169,8 @@ pub struct NodeSpec {
     pub memory_mib: u32,
     /// A third NIC on QEMU's user-mode network, an underlay link with `Egress = nat`.
     pub internet: bool,
+    /// Behind a NAT on the underlay switch (`None`: if and only if the node is hidden).
+    pub nat: Option<bool>,
 }
 
 impl Default for NodeSpec {
@@ -152,6 +181,7 @@ impl Default for NodeSpec {
             append: String::new(),
             memory_mib: 64,
             internet: false,
+            nat: None,
         }
     }
 }
@@ -168,6 +198,9 @@ pub struct Topology {
     pub capture: Option<PathBuf>,
     /// One per node, `nodes[0]` is `node1`; always `plan.nodes` long once built.
     pub nodes: Vec<NodeSpec>,
+    /// Policies of the paths between two nodes (0-based, the smaller index first), on top
+    /// of both nodes' cables.
+    pub pairs: BTreeMap<(usize, usize), LinkPolicy>,
     /// Applied to every generated config before boot (extra keys, experiments).
     pub edit_config: Option<ConfigEdit>,
 }
@@ -178,6 +211,7 @@ impl fmt::Debug for Topology {
             .field("plan", &self.plan)
             .field("capture", &self.capture)
             .field("nodes", &self.nodes)
+            .field("pairs", &self.pairs)
             .field("edit_config", &self.edit_config.is_some())
             .finish()
     }
@@ -213,6 +247,7 @@ impl Topology {
             },
             capture: None,
             nodes: vec![NodeSpec::default(); nodes],
+            pairs: BTreeMap::new(),
             edit_config: None,
         }
     }
@@ -234,6 +269,32 @@ impl Topology {
     pub fn underlay(mut self, i: usize, policy: LinkPolicy) -> Topology {
         self.nodes[i].underlay = policy;
         self
+    }
+
+    /// The path between nodes `i` and `j` (0-based, either order), both ways.
+    pub fn pair(mut self, i: usize, j: usize, policy: LinkPolicy) -> Topology {
+        self.pairs.insert((i.min(j), i.max(j)), policy);
+        self
+    }
+
+    /// Makes node `i` (0-based) hidden: the other nodes get no endpoint for it, and it sits
+    /// behind a NAT unless [`NodeSpec::nat`] says otherwise.
+    pub fn hidden(mut self, i: usize) -> Topology {
+        self.plan.hidden.insert(i + 1);
+        self
+    }
+
+    /// Puts node `i` behind a NAT on the underlay switch (hidden or not).
+    pub fn behind_nat(mut self, i: usize) -> Topology {
+        self.nodes[i].nat = Some(true);
+        self
+    }
+
+    /// Whether node `i` sits behind a NAT: as its spec says, else if it is hidden.
+    pub fn is_behind_nat(&self, i: usize) -> bool {
+        self.nodes[i]
+            .nat
+            .unwrap_or_else(|| self.plan.is_hidden(i + 1))
     }
 
     /// Node `i`'s workload.
@@ -322,6 +383,36 @@ impl Topology {
                     ));
                 }
             }
+            let keepalive = Duration::from_secs(self.plan.hidden_keepalive.into());
+            if self.plan.is_hidden(i + 1) && self.is_behind_nat(i) && keepalive >= FLOW_TIMEOUT {
+                err(format!(
+                    "node{} is hidden behind the lab's NAT, which forgets a flow after \
+                     {FLOW_TIMEOUT:?}: its keepalive of {keepalive:?} would lose the mapping",
+                    i + 1
+                ));
+            }
+        }
+        for (&(i, j), p) in &self.pairs {
+            let n = self.plan.nodes;
+            if i == j || i >= n || j >= n {
+                err(format!(
+                    "path node{} node{}: needs two different nodes of node1..node{n}",
+                    i + 1,
+                    j + 1
+                ));
+            }
+            for (what, x) in [("drop", p.drop), ("reorder", p.reorder)] {
+                if !(0.0..=1.0).contains(&x) {
+                    err(format!(
+                        "path node{} node{}: {what} probability {x} is not in 0..=1",
+                        i + 1,
+                        j + 1
+                    ));
+                }
+            }
+        }
+        if let Err(m) = self.plan.check() {
+            err(m);
         }
         errors
     }
@@ -339,7 +430,8 @@ struct Entry {
 struct Section {
     line: usize,
     kind: String,
-    node: Option<String>,
+    /// The words after the kind: one node, or two for a path.
+    names: Vec<String>,
     entries: Vec<Entry>,
 }
 
@@ -365,14 +457,15 @@ fn sections(text: &str, errors: &mut Vec<ParseError>) -> Vec<Section> {
             };
             let mut words = inner.split_whitespace();
             let kind = words.next().unwrap_or("").to_ascii_lowercase();
-            let node = words.next().map(str::to_string);
-            if let Some(extra) = words.next() {
+            let names: Vec<String> = words.map(str::to_string).collect();
+            let most = if kind == "path" { 2 } else { 1 };
+            if let Some(extra) = names.get(most) {
                 errors.push(err(line, format!("unexpected `{extra}` in section header")));
             }
             out.push(Section {
                 line,
                 kind,
-                node,
+                names,
                 entries: Vec::new(),
             });
             continue;
@@ -516,12 +609,13 @@ fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
             for dup in rest {
                 errors.push(err(dup.line, "a second [Lab] section".into()));
             }
-            if let Some(node) = &lab.node {
+            if let Some(node) = lab.names.first() {
                 errors.push(err(
                     lab.line,
                     format!("[Lab] takes no name, found `{node}`"),
                 ));
             }
+            let mut hidden_lines = Vec::new();
             let mut nodes = None;
             let nodes_given = lab.entries.iter().any(|e| e.key == "nodes");
             for e in &lab.entries {
@@ -555,6 +649,40 @@ fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
                         "keepalive" => {
                             topo.plan.keepalive = parse_value(&e.value, "a number of seconds")?
                         }
+                        "hidden" => {
+                            for item in e.value.split(',') {
+                                let item = item.trim();
+                                if item.is_empty() {
+                                    return Err("an empty item in the Hidden list".into());
+                                }
+                                hidden_lines.push((e.line, item.to_string()));
+                            }
+                        }
+                        "hiddenkeepalive" => {
+                            let k: u16 = parse_value(&e.value, "a number of seconds")?;
+                            if k == 0 {
+                                return Err("HiddenKeepalive must not be 0: it holds the \
+                                            hidden nodes' NAT mappings open"
+                                    .into());
+                            }
+                            topo.plan.hidden_keepalive = k;
+                        }
+                        "routing" => topo.plan.routing = parse_bool(&e.value)?,
+                        "hellointerval" => {
+                            let d = parse_duration(&e.value)?;
+                            let ms = u16::try_from(d.as_millis()).unwrap_or(u16::MAX);
+                            let range = vdcnet_appliance::config::HELLO_INTERVAL_MS;
+                            if !range.contains(&ms) || d.subsec_micros() % 1000 != 0 {
+                                return Err(format!(
+                                    "HelloInterval = {}: expected whole milliseconds in \
+                                     {}..={} ms",
+                                    e.value,
+                                    range.start(),
+                                    range.end()
+                                ));
+                            }
+                            topo.plan.hello_ms = Some(ms);
+                        }
                         "capture" => {
                             if e.value.is_empty() {
                                 return Err("Capture needs a file path".into());
@@ -581,15 +709,26 @@ fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
                 }
                 None => {}
             }
+            if let Some(n) = nodes {
+                for (line, item) in hidden_lines {
+                    match node_index(&item, n) {
+                        Ok(i) => {
+                            topo.plan.hidden.insert(i + 1);
+                        }
+                        Err(m) => errors.push(err(line, m)),
+                    }
+                }
+            }
         }
     }
     let n = topo.plan.nodes;
     for s in sections.iter().filter(|s| s.kind != "lab") {
-        if !["underlay", "workload", "node"].contains(&s.kind.as_str()) {
+        if !["underlay", "workload", "node", "path"].contains(&s.kind.as_str()) {
             errors.push(err(
                 s.line,
                 format!(
-                    "unknown section [{}]; expected [Lab], [Underlay], [Workload] or [Node]",
+                    "unknown section [{}]; expected [Lab], [Underlay], [Path], [Workload] \
+                     or [Node]",
                     s.kind
                 ),
             ));
@@ -598,7 +737,11 @@ fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
         if n == 0 {
             continue; // no node count: already reported
         }
-        let targets: Vec<usize> = match &s.node {
+        if s.kind == "path" {
+            path_section(&mut topo, s, &mut errors);
+            continue;
+        }
+        let targets: Vec<usize> = match s.names.first() {
             None => (0..n).collect(),
             Some(name) => match node_index(name, n) {
                 Ok(i) => vec![i],
@@ -610,8 +753,7 @@ fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
         };
         for e in &s.entries {
             for &i in &targets {
-                let spec = &mut topo.nodes[i];
-                if let Err(m) = apply(&s.kind, spec, e) {
+                if let Err(m) = apply(&s.kind, &mut topo, i, e) {
                     errors.push(err(e.line, m));
                     break;
                 }
@@ -629,15 +771,80 @@ fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
     }
 }
 
-fn apply(kind: &str, spec: &mut NodeSpec, e: &Entry) -> std::result::Result<(), String> {
+/// `[Path A B]`: two different nodes, then the keys of a cable.
+fn path_section(topo: &mut Topology, s: &Section, errors: &mut Vec<ParseError>) {
+    let n = topo.plan.nodes;
+    let ends: Vec<usize> = s
+        .names
+        .iter()
+        .take(2)
+        .filter_map(|name| match node_index(name, n) {
+            Ok(i) => Some(i),
+            Err(m) => {
+                errors.push(err(s.line, m));
+                None
+            }
+        })
+        .collect();
+    let (i, j) = match (s.names.len(), ends.as_slice()) {
+        (2, &[i, j]) if i != j => (i.min(j), i.max(j)),
+        (2, &[_, _]) => {
+            return errors.push(err(s.line, "a [Path] joins two different nodes".into()))
+        }
+        (2.., _) => return, // a bad name, reported above
+        _ => {
+            return errors.push(err(
+                s.line,
+                "[Path] needs two nodes: [Path node1 node2]".into(),
+            ))
+        }
+    };
+    let mut policy = topo.pairs.get(&(i, j)).cloned().unwrap_or_default();
+    for e in &s.entries {
+        match apply_policy(&mut policy, &e.key, &e.value) {
+            Some(Ok(())) => {}
+            Some(Err(m)) => errors.push(err(e.line, m)),
+            None => errors.push(err(e.line, format!("unknown key `{}` in [Path]", e.key))),
+        }
+    }
+    topo.pairs.insert((i, j), policy);
+}
+
+/// A cable's or a path's key; `None` if `key` is not one.
+fn apply_policy(
+    policy: &mut LinkPolicy,
+    key: &str,
+    v: &str,
+) -> Option<std::result::Result<(), String>> {
+    let r = match key {
+        "delay" => parse_duration(v).map(|d| policy.delay = d),
+        "jitter" => parse_duration(v).map(|d| policy.jitter = d),
+        "drop" => parse_probability(v).map(|p| policy.drop = p),
+        "reorder" => parse_probability(v).map(|p| policy.reorder = p),
+        "cut" => parse_bool(v).map(|cut| policy.up = !cut),
+        "seed" => parse_value(v, "a number").map(|n| policy.seed = n),
+        _ => return None,
+    };
+    Some(r)
+}
+
+fn apply(kind: &str, topo: &mut Topology, i: usize, e: &Entry) -> std::result::Result<(), String> {
     let v = e.value.as_str();
+    let spec = &mut topo.nodes[i];
+    if kind == "underlay" {
+        if let Some(r) = apply_policy(&mut spec.underlay, &e.key, v) {
+            return r;
+        }
+    }
     match (kind, e.key.as_str()) {
-        ("underlay", "delay") => spec.underlay.delay = parse_duration(v)?,
-        ("underlay", "jitter") => spec.underlay.jitter = parse_duration(v)?,
-        ("underlay", "drop") => spec.underlay.drop = parse_probability(v)?,
-        ("underlay", "reorder") => spec.underlay.reorder = parse_probability(v)?,
-        ("underlay", "cut") => spec.underlay.up = !parse_bool(v)?,
-        ("underlay", "seed") => spec.underlay.seed = parse_value(v, "a number")?,
+        ("underlay", "nat") => spec.nat = Some(parse_bool(v)?),
+        ("node", "hidden") => {
+            if parse_bool(v)? {
+                topo.plan.hidden.insert(i + 1);
+            } else {
+                topo.plan.hidden.remove(&(i + 1));
+            }
+        }
         ("workload", "mac") => spec.workload.mac = Some(parse_mac(v)?),
         ("workload", "staticlease") => {
             spec.workload.static_v4 = Some(parse_value(v, "an IPv4 address")?)
@@ -683,6 +890,8 @@ struct Slot {
     ns: Arc<Netns>,
     addrs: WorkloadAddrs,
     policy: LinkPolicy,
+    /// Behind the switch's NAT filter.
+    nat: bool,
 }
 
 /// A running lab. Dropping it stops every VM and removes the namespaces.
@@ -691,6 +900,8 @@ pub struct Lab {
     nodes: Vec<MeshNode>,
     wire: Wire,
     slots: Vec<Slot>,
+    /// The paths' policies as set now (kept across restarts).
+    pairs: BTreeMap<(usize, usize), LinkPolicy>,
     script: PathBuf,
     /// Last: removed after everything that may still use it.
     dir: TempDir,
@@ -778,7 +989,7 @@ impl Lab {
             wire.capture_to(path)?;
         }
         let mut slots = Vec::new();
-        for spec in &topology.nodes {
+        for (i, spec) in topology.nodes.iter().enumerate() {
             let ns = Arc::new(Netns::create()?);
             prepare_namespace(&ns)?;
             slots.push(Slot {
@@ -786,6 +997,7 @@ impl Lab {
                 ns,
                 addrs: WorkloadAddrs::default(),
                 policy: spec.underlay.clone(),
+                nat: topology.is_behind_nat(i),
             });
         }
         let mut lab = Lab {
@@ -793,6 +1005,7 @@ impl Lab {
             nodes,
             wire,
             slots,
+            pairs: topology.pairs.clone(),
             script,
             dir,
         };
@@ -807,7 +1020,8 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Spawns node `i`'s VM (not waiting for it) and applies its underlay policy.
+    /// Spawns node `i`'s VM (not waiting for it) and applies its underlay policy, NAT
+    /// and the policies of its paths to the nodes that are up.
     fn boot(&mut self, i: usize) -> Result<()> {
         let spec = &self.topology.nodes[i];
         let node = &self.nodes[i];
@@ -827,9 +1041,27 @@ impl Lab {
         let vm = vm.spawn()?;
         if let Some(port) = vm.wire_port(0) {
             self.wire.set_policy(port.id(), slot.policy.clone());
+            self.wire.set_nat(port.id(), slot.nat);
         }
         slot.vm = Some(vm);
+        for (&(a, b), policy) in &self.pairs {
+            if a == i || b == i {
+                self.apply_pair(a, b, policy.clone());
+            }
+        }
         Ok(())
+    }
+
+    /// Node `i`'s underlay port number, while it is up.
+    fn port_of(&self, i: usize) -> Option<usize> {
+        Some(self.slots[i].vm.as_ref()?.wire_port(0)?.id())
+    }
+
+    /// Sets the path policy on the wire, if both nodes are up.
+    fn apply_pair(&self, i: usize, j: usize, policy: LinkPolicy) {
+        if let (Some(a), Some(b)) = (self.port_of(i), self.port_of(j)) {
+            self.wire.set_pair_policy(a, b, policy);
+        }
     }
 
     /// Runs DHCP and waits for SLAAC in the workloads of `which`, in parallel.
@@ -960,6 +1192,48 @@ impl Lab {
         &self.slots[i].policy
     }
 
+    /// Sets the policy of the path between nodes `i` and `j`, both ways, on top of their
+    /// cables (kept across restarts). [`LinkPolicy::cut`] cuts just that path;
+    /// [`LinkPolicy::default`] makes it clean again.
+    pub fn set_pair_policy(&mut self, i: usize, j: usize, policy: LinkPolicy) {
+        assert!(
+            i != j && i < self.len() && j < self.len(),
+            "no path between node{} and node{}",
+            i + 1,
+            j + 1
+        );
+        self.apply_pair(i, j, policy.clone());
+        let key = (i.min(j), i.max(j));
+        if policy == LinkPolicy::default() {
+            self.pairs.remove(&key);
+        } else {
+            self.pairs.insert(key, policy);
+        }
+    }
+
+    /// The policy of the path between nodes `i` and `j` (the default if it has none).
+    pub fn pair_policy(&self, i: usize, j: usize) -> LinkPolicy {
+        self.pairs
+            .get(&(i.min(j), i.max(j)))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Puts node `i` behind the switch's NAT filter or takes it out (kept across restarts;
+    /// taking it out forgets its flows). Its config is not touched: a hidden node stays
+    /// without endpoints in the others' configs.
+    pub fn set_nat(&mut self, i: usize, on: bool) {
+        if let Some(port) = self.port_of(i) {
+            self.wire.set_nat(port, on);
+        }
+        self.slots[i].nat = on;
+    }
+
+    /// Whether node `i` is behind the switch's NAT filter.
+    pub fn is_behind_nat(&self, i: usize) -> bool {
+        self.slots[i].nat
+    }
+
     /// Counters of node `i`'s underlay port (reset by a restart: it is a new port).
     pub fn underlay_stats(&self, i: usize) -> Option<PortStats> {
         let port = self.slots[i].vm.as_ref()?.wire_port(0)?;
@@ -980,27 +1254,66 @@ impl Lab {
         self.configure_workloads(&[i])
     }
 
-    /// One line per node: its underlay, segment and workload addresses and namespace.
+    /// One line per node: its underlay, segment and workload addresses and namespace;
+    /// then one per path with a policy.
     pub fn describe(&self) -> Vec<String> {
-        (0..self.len())
-            .map(|i| {
-                let n = &self.nodes[i];
-                let seg6 = n.segment_v6.map(|c| format!(", {c}")).unwrap_or_default();
-                let own6 = n.overlay_v6.map(|a| format!(", {a}")).unwrap_or_default();
-                let a = self.slots[i].addrs;
-                let w4 = a.v4.map_or("-".to_string(), |v| v.to_string());
-                let w6 = a.v6.map_or("-".to_string(), |v| v.to_string());
-                format!(
-                    "{}: underlay {} | segment {}{seg6} via {}{own6} | workload netns {} \
+        let paths = self.pairs.iter().map(|(&(i, j), p)| {
+            format!(
+                "path {}–{}: {}",
+                self.nodes[i].name,
+                self.nodes[j].name,
+                policy_summary(p)
+            )
+        });
+        let nodes = (0..self.len()).map(|i| {
+            let n = &self.nodes[i];
+            let seg6 = n.segment_v6.map(|c| format!(", {c}")).unwrap_or_default();
+            let own6 = n.overlay_v6.map(|a| format!(", {a}")).unwrap_or_default();
+            let a = self.slots[i].addrs;
+            let w4 = a.v4.map_or("-".to_string(), |v| v.to_string());
+            let w6 = a.v6.map_or("-".to_string(), |v| v.to_string());
+            let hidden = match (n.hidden, self.slots[i].nat) {
+                (true, true) => " (hidden, behind NAT)",
+                (true, false) => " (hidden)",
+                (false, true) => " (behind NAT)",
+                (false, false) => "",
+            };
+            format!(
+                "{}{hidden}: underlay {} | segment {}{seg6} via {}{own6} | workload netns {} \
                      {WORKLOAD_IF} {w4} {w6}",
-                    n.name,
-                    n.underlay,
-                    n.segment_v4,
-                    n.overlay_v4,
-                    self.slots[i].ns.name(),
-                )
-            })
-            .collect()
+                n.name,
+                n.underlay,
+                n.segment_v4,
+                n.overlay_v4,
+                self.slots[i].ns.name(),
+            )
+        });
+        nodes.chain(paths).collect()
+    }
+}
+
+/// `delay 80ms, jitter 5ms, drop 1%, reorder 0%` or `cut` (what differs from a clean link).
+fn policy_summary(p: &LinkPolicy) -> String {
+    if !p.up {
+        return "cut".into();
+    }
+    let mut parts = Vec::new();
+    if !p.delay.is_zero() {
+        parts.push(format!("delay {:?}", p.delay));
+    }
+    if !p.jitter.is_zero() {
+        parts.push(format!("jitter {:?}", p.jitter));
+    }
+    if p.drop > 0.0 {
+        parts.push(format!("drop {}%", p.drop * 100.0));
+    }
+    if p.reorder > 0.0 {
+        parts.push(format!("reorder {}%", p.reorder * 100.0));
+    }
+    if parts.is_empty() {
+        "clean".into()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -1331,5 +1644,184 @@ mod tests {
             1,
         );
         assert!(cfg.contains("Role = segment\nStaticLease = 52:54:00:57:00:01, 10.20.1.10\n"));
+    }
+
+    fn ms(n: u64) -> LinkPolicy {
+        LinkPolicy {
+            delay: Duration::from_millis(n),
+            ..LinkPolicy::default()
+        }
+    }
+
+    #[test]
+    fn the_square_lab_makes_the_two_hop_way_shorter_than_the_direct_one() {
+        let t = Topology::parse(include_str!("../labs/square4.lab"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(t.plan.nodes, 4);
+        assert!(t.plan.routing);
+        assert_eq!(t.plan.hello_ms, Some(400));
+        let d = |i: usize, j: usize| t.pairs[&(i.min(j), i.max(j))].delay;
+        assert_eq!(d(0, 1), Duration::from_millis(80));
+        assert!(d(0, 2) + d(2, 1) < d(0, 1), "via node3 beats direct");
+        assert!(d(0, 3) + d(3, 1) < d(0, 1), "via node4 too, but...");
+        assert!(d(0, 2) + d(2, 1) < d(0, 3) + d(3, 1), "...node3 is best");
+        assert!(!t.pairs.contains_key(&(2, 3)));
+        assert!(t.plan.hidden.is_empty());
+        assert!(t.check().is_empty());
+        for n in t.plan.generate().unwrap() {
+            assert!(n.config.contains("[Routing]"));
+            assert!(n.config.contains("HelloInterval = 400\n"));
+        }
+    }
+
+    #[test]
+    fn the_hidden_lab_hides_two_nodes_behind_nats() {
+        let t = Topology::parse(include_str!("../labs/hidden4.lab"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(t.plan.hidden, [3, 4].into());
+        assert_eq!(t.plan.hidden_keepalive, 20);
+        let nat: Vec<bool> = (0..4).map(|i| t.is_behind_nat(i)).collect();
+        assert_eq!(nat, [false, false, true, true]);
+        let nodes = t.plan.generate().unwrap();
+        assert!(!nodes[0].config.contains("Endpoint = 192.168.100.3:"));
+        assert!(nodes[2].config.contains("Endpoint = 192.168.100.1:"));
+        assert!(nodes[2].config.contains("PersistentKeepalive = 20"));
+    }
+
+    #[test]
+    fn paths_hidden_nodes_nat_and_routing_keys_reach_the_topology() {
+        let t = Topology::parse(
+            "[Lab]\n\
+             Nodes = 4\n\
+             Hidden = node2, 3\n\
+             HiddenKeepalive = 15\n\
+             Routing = no\n\
+             HelloInterval = 250\n\
+             [Path 1 node3]\n\
+             Delay = 10ms, Jitter = 1ms\n\
+             Drop = 2%\n\
+             Reorder = 0.5\n\
+             Seed = 9\n\
+             [Path node4 node1]\n\
+             Cut = yes\n\
+             [Path node3 node1]           # the same path again: adds to it\n\
+             Delay = 12ms\n\
+             [Underlay node1]\n\
+             NAT = yes\n\
+             [Underlay node3]\n\
+             NAT = no\n\
+             [Node node4]\n\
+             Hidden = yes\n\
+             [Node node2]\n\
+             Hidden = no\n",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(t.plan.hidden, [3, 4].into());
+        assert_eq!(t.plan.hidden_keepalive, 15);
+        assert!(!t.plan.routing);
+        assert_eq!(t.plan.hello_ms, Some(250));
+        let p = &t.pairs[&(0, 2)];
+        assert_eq!(p.delay, Duration::from_millis(12));
+        assert_eq!(p.jitter, Duration::from_millis(1));
+        assert!((p.drop - 0.02).abs() < 1e-12 && (p.reorder - 0.5).abs() < 1e-12);
+        assert_eq!((p.seed, p.up), (9, true));
+        assert!(!t.pairs[&(0, 3)].up);
+        assert_eq!(t.pairs.len(), 2);
+        let nat: Vec<bool> = (0..4).map(|i| t.is_behind_nat(i)).collect();
+        // node1 by its key, node3 hidden but NAT = no, node4 hidden: behind NAT by default.
+        assert_eq!(nat, [true, false, false, true]);
+        for n in t.plan.generate().unwrap() {
+            assert!(!n.config.contains("[Routing]"));
+        }
+    }
+
+    #[test]
+    fn every_path_and_hidden_mistake_is_reported_with_its_line() {
+        let errors = errors_of(
+            "[Lab]\n\
+             Nodes = 3\n\
+             Hidden = 2, node7\n\
+             HiddenKeepalive = 0\n\
+             HelloInterval = 5ms\n\
+             Routing = maybe\n\
+             [Path node1]\n\
+             [Path node1 node1]\n\
+             [Path node1 node9]\n\
+             [Path node1 node2 node3]\n\
+             [Path node2 node3]\n\
+             NAT = yes\n\
+             Delay = later\n\
+             [Underlay node2]\n\
+             NAT = perhaps\n\
+             [Node node3]\n\
+             Hidden = sometimes\n",
+        );
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(
+            lines,
+            [3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 15, 17],
+            "{errors:#?}"
+        );
+        assert!(errors[0].message.contains("node7"), "{errors:?}");
+        assert!(errors[4].message.contains("two nodes"), "{errors:?}");
+        assert!(errors[5].message.contains("two different"), "{errors:?}");
+        assert!(errors[6].message.contains("node9"), "{errors:?}");
+        assert!(errors[7].message.contains("node3"), "{errors:?}");
+        assert!(errors[8].message.contains("`nat` in [Path]"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_lab_refuses_hidden_plans_its_nat_would_break() {
+        // Every node hidden: no one could start a handshake.
+        let e = errors_of("[Lab]\nNodes = 2\nHidden = 1, 2\n");
+        assert_eq!(e[0].line, 0);
+        assert!(e[0].message.contains("every node is hidden"), "{e:?}");
+        // A keepalive the lab's NAT would outlast.
+        let e = errors_of("[Lab]\nNodes = 2\nHidden = 2\nHiddenKeepalive = 30\n");
+        assert!(e[0].message.contains("would lose the mapping"), "{e:?}");
+        // Fine when the hidden node is not behind the lab's NAT.
+        let t = Topology::parse(
+            "[Lab]\nNodes = 2\nHidden = 2\nHiddenKeepalive = 30\n[Underlay 2]\nNAT = no\n",
+        );
+        assert!(t.is_ok(), "{t:?}");
+        // A path from the Rust API to a node that does not exist.
+        let t = Topology::new(2).pair(0, 5, ms(1));
+        assert!(
+            t.check()[0].message.contains("path node1 node6"),
+            "{:?}",
+            t.check()
+        );
+    }
+
+    #[test]
+    fn the_builder_matches_a_file_for_paths_and_hidden_nodes() {
+        let built = Topology::new(3)
+            .pair(1, 0, ms(80))
+            .pair(0, 2, LinkPolicy::cut())
+            .hidden(2)
+            .behind_nat(0);
+        let parsed = Topology::parse(
+            "[Lab]\nNodes = 3\nHidden = 3\n[Path node1 node2]\nDelay = 80ms\n\
+             [Path node3 node1]\nCut = yes\n[Underlay node1]\nNAT = yes\n",
+        )
+        .unwrap();
+        assert_eq!(built.pairs, parsed.pairs);
+        assert_eq!(built.nodes, parsed.nodes);
+        assert_eq!(built.plan.hidden, parsed.plan.hidden);
+        assert!(built.is_behind_nat(0) && !built.is_behind_nat(1) && built.is_behind_nat(2));
+        assert!(built.check().is_empty());
+    }
+
+    #[test]
+    fn a_path_policy_reads_back_in_one_line() {
+        assert_eq!(policy_summary(&ms(80)), "delay 80ms");
+        assert_eq!(policy_summary(&LinkPolicy::cut()), "cut");
+        assert_eq!(policy_summary(&LinkPolicy::default()), "clean");
+        let p = LinkPolicy {
+            jitter: Duration::from_millis(5),
+            drop: 0.01,
+            ..ms(20)
+        };
+        assert_eq!(policy_summary(&p), "delay 20ms, jitter 5ms, drop 1%");
     }
 }

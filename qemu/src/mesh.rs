@@ -10,7 +10,18 @@
 //!   segment defaults (DHCP server, router advertisements).
 //!
 //! Every node gets a fresh WireGuard key pair and a `[Peer]` for every other node, with
-//! that node's underlay endpoint and its segment's /24 and /64 as AllowedIPs.
+//! that node's underlay endpoint and its segment's /24 and /64 as AllowedIPs, and (unless
+//! the plan leaves routing out) a `[Routing]` section naming the VDC's /16 and /48, so the
+//! routing protocol may announce every segment and relay between nodes.
+//!
+//! # Hidden nodes
+//!
+//! A *hidden* node sits behind a NAT or firewall: no one can reach it first. The others'
+//! `[Peer]` for it has no `Endpoint` (they learn it from its handshakes, WireGuard's
+//! roaming), and it keeps the endpoints of the public nodes with a `PersistentKeepalive`
+//! ([`MeshPlan::hidden_keepalive`]) that holds its NAT mapping open. Between two hidden
+//! nodes neither has an endpoint: they reach each other only through a public node, once
+//! routing relays for them.
 //!
 //! ```text
 //! [Link]                      # underlay (WAN)
@@ -29,10 +40,15 @@
 //! Endpoint = 192.168.100.2:51820
 //! AllowedIPs = 10.20.2.0/24, fd20:ab:cd:2::/64
 //! PersistentKeepalive = 25
+//!
+//! [Routing]
+//! Networks = 10.20.0.0/16, fd20:ab:cd::/48
 //! ```
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use vdcnet_appliance::config::HELLO_INTERVAL_MS;
 use vdcnet_appliance::tunnel::PrivateKey;
 
 /// Most nodes a plan holds: one /24 per node inside a /16, skipping 0 and 255.
@@ -51,8 +67,18 @@ pub struct MeshPlan {
     pub underlay: Ipv4Addr,
     /// The WireGuard port every node listens on.
     pub port: u16,
-    /// Persistent keepalive on every peer, in seconds (0 = off).
+    /// Persistent keepalive on every peer with an endpoint, in seconds (0 = off).
     pub keepalive: u16,
+    /// The hidden nodes, by 1-based number (`3` is `node3`): behind a NAT, reached only
+    /// after they reach out (see the module doc).
+    pub hidden: BTreeSet<usize>,
+    /// A hidden node's keepalive to the public nodes, in seconds (1..=3600; default 25,
+    /// inside the 30 s a NAT typically keeps a UDP mapping).
+    pub hidden_keepalive: u16,
+    /// Whether each node file gets a `[Routing]` section (the VDC's /16 and /48).
+    pub routing: bool,
+    /// The routing protocol's `HelloInterval` in milliseconds (`None`: its default).
+    pub hello_ms: Option<u16>,
 }
 
 impl Default for MeshPlan {
@@ -64,6 +90,10 @@ impl Default for MeshPlan {
             underlay: Ipv4Addr::new(192, 168, 100, 0),
             port: 51820,
             keepalive: 25,
+            hidden: BTreeSet::new(),
+            hidden_keepalive: 25,
+            routing: true,
+            hello_ms: None,
         }
     }
 }
@@ -88,6 +118,8 @@ pub struct MeshNode {
     pub overlay_v4: Ipv4Addr,
     /// Its own IPv6 address on its segment (`::1` of the /64), if the plan has IPv6.
     pub overlay_v6: Option<Ipv6Addr>,
+    /// Whether it is hidden (no one else has its endpoint).
+    pub hidden: bool,
 }
 
 /// An address and a prefix length; prints as `addr/len`.
@@ -159,8 +191,33 @@ impl MeshPlan {
         Ipv4Addr::new(o[0], o[1], o[2], i as u8)
     }
 
-    /// Generates every node's config with fresh keys.
-    pub fn generate(&self) -> Result<Vec<MeshNode>, String> {
+    /// The VDC's IPv4 /16.
+    pub fn vdc_v4(&self) -> Cidr<Ipv4Addr> {
+        let o = self.v4.octets();
+        Cidr {
+            addr: Ipv4Addr::new(o[0], o[1], 0, 0),
+            len: 16,
+        }
+    }
+
+    /// The VDC's IPv6 /48, if the plan has IPv6.
+    pub fn vdc_v6(&self) -> Option<Cidr<Ipv6Addr>> {
+        self.v6.map(|p| {
+            let s = p.segments();
+            Cidr {
+                addr: Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0),
+                len: 48,
+            }
+        })
+    }
+
+    /// Whether node `i` (1-based) is hidden.
+    pub fn is_hidden(&self, i: usize) -> bool {
+        self.hidden.contains(&i)
+    }
+
+    /// What is wrong with the plan, if anything ([`MeshPlan::generate`] refuses it then).
+    pub fn check(&self) -> Result<(), String> {
         if !(2..=MAX_NODES).contains(&self.nodes) {
             return Err(format!(
                 "a mesh has 2..={MAX_NODES} nodes, not {}",
@@ -170,6 +227,43 @@ impl MeshPlan {
         if self.port == 0 {
             return Err("the WireGuard port must not be 0".into());
         }
+        if let Some(&bad) = self
+            .hidden
+            .iter()
+            .find(|&&h| !(1..=self.nodes).contains(&h))
+        {
+            return Err(format!(
+                "hidden node {bad} does not exist: the mesh has nodes 1..={}",
+                self.nodes
+            ));
+        }
+        if self.hidden.len() == self.nodes {
+            return Err(
+                "every node is hidden: no one could start a handshake (keep one public)".into(),
+            );
+        }
+        if !self.hidden.is_empty() && !(1..=3600).contains(&self.hidden_keepalive) {
+            return Err(format!(
+                "the hidden nodes' keepalive must be 1..=3600 s (it holds their NAT \
+                 mapping open), not {}",
+                self.hidden_keepalive
+            ));
+        }
+        if let Some(ms) = self.hello_ms {
+            if !HELLO_INTERVAL_MS.contains(&ms) {
+                return Err(format!(
+                    "a hello interval of {ms} ms is outside {}..={} ms",
+                    HELLO_INTERVAL_MS.start(),
+                    HELLO_INTERVAL_MS.end()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Generates every node's config with fresh keys.
+    pub fn generate(&self) -> Result<Vec<MeshNode>, String> {
+        self.check()?;
         let keys: Vec<PrivateKey> = (0..self.nodes)
             .map(|_| PrivateKey::generate(&mut rand_core::OsRng))
             .collect();
@@ -181,7 +275,11 @@ impl MeshPlan {
         for i in 1..=self.nodes {
             let mut c = String::new();
             let (v4, v6) = (self.node_v4(i), self.node_v6(i));
+            let hidden = self.is_hidden(i);
             let _ = writeln!(c, "# vdcnet mesh: node{i} of {}", self.nodes);
+            if hidden {
+                let _ = writeln!(c, "# hidden: behind a NAT, no other node has its endpoint");
+            }
             let _ = writeln!(c, "[Link]                      # underlay (WAN)");
             let _ = writeln!(c, "Address = {}/24", self.node_underlay(i));
             let _ = writeln!(c);
@@ -204,9 +302,18 @@ impl MeshPlan {
             let _ = writeln!(c, "ListenPort = {}", self.port);
             for j in (1..=self.nodes).filter(|&j| j != i) {
                 let _ = writeln!(c);
-                let _ = writeln!(c, "[Peer]                      # node{j}");
+                if self.is_hidden(j) {
+                    let _ = writeln!(
+                        c,
+                        "[Peer]                      # node{j}, hidden: no endpoint"
+                    );
+                } else {
+                    let _ = writeln!(c, "[Peer]                      # node{j}");
+                }
                 let _ = writeln!(c, "PublicKey = {}", publics[j - 1]);
-                let _ = writeln!(c, "Endpoint = {}:{}", self.node_underlay(j), self.port);
+                if !self.is_hidden(j) {
+                    let _ = writeln!(c, "Endpoint = {}:{}", self.node_underlay(j), self.port);
+                }
                 match self.segment_v6(j) {
                     Some(net6) => {
                         let _ = writeln!(c, "AllowedIPs = {}, {net6}", self.segment_v4(j));
@@ -215,8 +322,33 @@ impl MeshPlan {
                         let _ = writeln!(c, "AllowedIPs = {}", self.segment_v4(j));
                     }
                 }
-                if self.keepalive > 0 {
-                    let _ = writeln!(c, "PersistentKeepalive = {}", self.keepalive);
+                let keepalive = match (hidden, self.is_hidden(j)) {
+                    // Holds our NAT mapping open towards a public node.
+                    (true, false) => self.hidden_keepalive,
+                    // Neither end could send first: nothing to keep alive.
+                    (true, true) => 0,
+                    _ => self.keepalive,
+                };
+                if keepalive > 0 {
+                    let _ = writeln!(c, "PersistentKeepalive = {keepalive}");
+                }
+            }
+            if self.routing {
+                let _ = writeln!(c);
+                let _ = writeln!(
+                    c,
+                    "[Routing]                   # the VDC: every segment lies inside"
+                );
+                match self.vdc_v6() {
+                    Some(v6) => {
+                        let _ = writeln!(c, "Networks = {}, {v6}", self.vdc_v4());
+                    }
+                    None => {
+                        let _ = writeln!(c, "Networks = {}", self.vdc_v4());
+                    }
+                }
+                if let Some(ms) = self.hello_ms {
+                    let _ = writeln!(c, "HelloInterval = {ms}");
                 }
             }
             out.push(MeshNode {
@@ -228,6 +360,7 @@ impl MeshPlan {
                 segment_v6: self.segment_v6(i),
                 overlay_v4: v4,
                 overlay_v6: v6,
+                hidden,
             });
         }
         Ok(out)
@@ -280,7 +413,7 @@ mod tests {
             let names: Vec<&str> = s.iter().map(|(name, _)| name.as_str()).collect();
             assert_eq!(
                 names,
-                ["Link", "Link", "Interface", "Peer", "Peer"],
+                ["Link", "Link", "Interface", "Peer", "Peer", "Routing"],
                 "{}",
                 n.config
             );
@@ -318,8 +451,7 @@ mod tests {
         assert_eq!(value(&s[3], "AllowedIPs"), Some("10.20.2.0/24"));
     }
 
-    /// The appliance's own parser reads every generated file. Until the appliance learns
-    /// the segment role, the only complaint it may have is the `Role` key itself.
+    /// The appliance's own parser reads every generated file.
     #[test]
     fn every_generated_config_parses_and_peers_with_every_other_node() {
         let plan = MeshPlan {
@@ -329,25 +461,7 @@ mod tests {
         let nodes = plan.generate().unwrap();
         assert_eq!(nodes.len(), 4);
         for (i, n) in nodes.iter().enumerate() {
-            let cfg = match config::parse(n.config.as_bytes()) {
-                Ok(cfg) => cfg,
-                Err(errors) => {
-                    assert!(
-                        errors.iter().all(|e| e.message.contains("\"Role\"")),
-                        "{errors:?}\n{}",
-                        n.config
-                    );
-                    // Check the rest without the new key.
-                    let without_role: String = n
-                        .config
-                        .lines()
-                        .filter(|l| l.trim() != "Role = segment")
-                        .map(|l| format!("{l}\n"))
-                        .collect();
-                    config::parse(without_role.as_bytes())
-                        .unwrap_or_else(|e| panic!("{e:?}\n{without_role}"))
-                }
-            };
+            let cfg = parsed(n);
             assert_eq!(cfg.links.len(), 2);
             let iface = cfg.interface.as_ref().unwrap();
             let derived = PrivateKey::from_bytes(iface.private_key.0).public_key();
@@ -410,5 +524,144 @@ mod tests {
         }
         .generate()
         .is_err());
+    }
+
+    /// Parses a generated file with the appliance's own parser (every key must be known).
+    fn parsed(n: &MeshNode) -> config::Config {
+        config::parse(n.config.as_bytes()).unwrap_or_else(|e| panic!("{e:?}\n{}", n.config))
+    }
+
+    /// Which node (0-based) a peer's public key belongs to.
+    fn node_of(nodes: &[MeshNode], peer: &config::PeerConfig) -> usize {
+        let key = peer.public_key.to_string();
+        nodes.iter().position(|n| n.public_key == key).unwrap()
+    }
+
+    #[test]
+    fn every_node_file_routes_the_whole_vdc_and_the_appliance_reads_it() {
+        let plan = MeshPlan {
+            hello_ms: Some(400),
+            ..MeshPlan::default()
+        };
+        assert_eq!(plan.vdc_v4().to_string(), "10.20.0.0/16");
+        assert_eq!(plan.vdc_v6().unwrap().to_string(), "fd20:ab:cd::/48");
+        for n in &plan.generate().unwrap() {
+            let s = sections(&n.config);
+            let routing = s.iter().find(|(name, _)| name == "Routing").unwrap();
+            assert_eq!(
+                value(routing, "Networks"),
+                Some("10.20.0.0/16, fd20:ab:cd::/48")
+            );
+            assert_eq!(value(routing, "HelloInterval"), Some("400"));
+            let r = parsed(n).routing.expect("a [Routing] section");
+            let nets: Vec<String> = r.networks.iter().map(|c| c.to_string()).collect();
+            assert_eq!(nets, ["10.20.0.0/16", "fd20:ab:cd::/48"]);
+            assert_eq!(r.hello_interval_ms, Some(400));
+        }
+        // Without IPv6 only the /16; without routing no section at all.
+        let v4_only = MeshPlan {
+            v6: None,
+            v4: Ipv4Addr::new(10, 77, 5, 0),
+            ..MeshPlan::default()
+        };
+        let n = &v4_only.generate().unwrap()[0];
+        let r = parsed(n).routing.unwrap();
+        assert_eq!(r.networks.len(), 1);
+        assert_eq!(r.networks[0].to_string(), "10.77.0.0/16");
+        assert_eq!(r.hello_interval_ms, None);
+        let off = MeshPlan {
+            routing: false,
+            ..MeshPlan::default()
+        };
+        for n in &off.generate().unwrap() {
+            assert!(!n.config.contains("[Routing]"), "{}", n.config);
+            assert!(parsed(n).routing.is_none());
+        }
+    }
+
+    #[test]
+    fn hidden_nodes_have_no_endpoint_and_keep_their_way_to_public_nodes_open() {
+        let plan = MeshPlan {
+            nodes: 4,
+            hidden: BTreeSet::from([3, 4]),
+            keepalive: 0,
+            hidden_keepalive: 20,
+            ..MeshPlan::default()
+        };
+        let nodes = plan.generate().unwrap();
+        let flags: Vec<bool> = nodes.iter().map(|n| n.hidden).collect();
+        assert_eq!(flags, [false, false, true, true]);
+        for (i, n) in nodes.iter().enumerate() {
+            let cfg = parsed(n);
+            assert_eq!(cfg.peers.len(), 3);
+            for peer in &cfg.peers {
+                let j = node_of(&nodes, peer);
+                let ep = peer.endpoint.map(|(a, p)| format!("{a}:{p}"));
+                if nodes[j].hidden {
+                    assert_eq!(ep, None, "node{} has node{}'s endpoint", i + 1, j + 1);
+                } else {
+                    assert_eq!(ep, Some(format!("192.168.100.{}:51820", j + 1)));
+                }
+                let want = match (n.hidden, nodes[j].hidden) {
+                    (true, false) => Some(20),
+                    _ => None, // the plan's keepalive is off; hidden pairs have none
+                };
+                assert_eq!(
+                    peer.persistent_keepalive,
+                    want,
+                    "node{} -> node{}",
+                    i + 1,
+                    j + 1
+                );
+            }
+        }
+        // The plan's keepalive still applies between public nodes and towards hidden ones.
+        let nodes = MeshPlan {
+            hidden: BTreeSet::from([2]),
+            ..MeshPlan::default()
+        }
+        .generate()
+        .unwrap();
+        let cfg = parsed(&nodes[0]);
+        for peer in &cfg.peers {
+            assert_eq!(peer.persistent_keepalive, Some(25));
+        }
+        assert!(nodes[0].config.contains("# node2, hidden: no endpoint"));
+    }
+
+    #[test]
+    fn impossible_hidden_sets_and_hello_intervals_are_refused() {
+        let refused = |plan: MeshPlan, what: &str| {
+            let e = plan.generate().expect_err(what);
+            assert!(e.contains(what), "{e}");
+        };
+        let hidden = |h: &[usize]| MeshPlan {
+            hidden: h.iter().copied().collect(),
+            ..MeshPlan::default()
+        };
+        refused(hidden(&[4]), "hidden node 4 does not exist");
+        refused(hidden(&[0]), "hidden node 0 does not exist");
+        refused(hidden(&[1, 2, 3]), "every node is hidden");
+        refused(
+            MeshPlan {
+                hidden_keepalive: 0,
+                ..hidden(&[1])
+            },
+            "keepalive must be 1..=3600",
+        );
+        refused(
+            MeshPlan {
+                hello_ms: Some(10),
+                ..MeshPlan::default()
+            },
+            "hello interval of 10 ms",
+        );
+        // A zero hidden keepalive is fine while no node is hidden.
+        assert!(MeshPlan {
+            hidden_keepalive: 0,
+            ..MeshPlan::default()
+        }
+        .generate()
+        .is_ok());
     }
 }

@@ -10,30 +10,50 @@
 //!
 //! # Link policies
 //!
-//! Each port has a [`LinkPolicy`]: the cable between the switch and the NIC. A frame from
-//! port A to port B crosses A's cable, then B's, so it meets both policies:
+//! Each port has a [`LinkPolicy`]: the cable between the switch and the NIC. The *path*
+//! between two ports may have one too ([`Wire::set_pair_policy`]): the route between two
+//! sites, the same both ways. A frame from port A to port B crosses A's cable, then the
+//! A–B path (if it has a policy), then B's cable, and meets every one of those policies:
 //!
-//! - **cut** (`up: false`): frames from and to the port are dropped;
+//! - **cut** (`up: false`): frames from and to the port (on the path: between its two
+//!   ports) are dropped;
 //! - **drop**: each frame is lost with the given probability, once on A's cable (for all
-//!   the ports a flooded frame goes to) and once more on B's (per port);
+//!   the ports a flooded frame goes to), once on the path and once more on B's cable (per
+//!   port);
 //! - **delay** and **jitter**: a frame leaves B `delay + U(0, jitter)` after it arrived,
-//!   summed over A's and B's policies. Jitter never reorders: a frame never leaves before
-//!   one queued ahead of it for the same port;
-//! - **reorder**: with this probability (combined over A and B) a frame is held back and
+//!   summed over the policies it crosses. Jitter never reorders: a frame never leaves
+//!   before one queued ahead of it from the same port to the same port. Frames from
+//!   different ports do not wait for each other: each leaves when it is due;
+//! - **reorder**: with this probability (combined over all three) a frame is held back and
 //!   leaves right after the next frame for the same port; a frame held back longer than
 //!   [`REORDER_HOLD`] with nothing behind it leaves alone (and does not count as
-//!   reordered). A frame that follows a held frame is never held itself.
+//!   reordered). A frame next to a held frame is never held itself.
 //!
-//! Random decisions come from a small PRNG per port, seeded from [`LinkPolicy::seed`] and
-//! the port number whenever the policy is set: a run is repeatable for a given sequence of
-//! frames. Each port has its own egress scheduler thread, so a slow (delayed) port never
-//! holds up the others; a port whose policy has no delay and no reordering, and nothing
-//! queued, is sent to at once by the thread that received the frame.
+//! A broadcast (or flooded) frame is one copy per port it reaches, and each copy crosses
+//! its own path: A's broadcast reaches B with the A–B path's delay and C with A–C's.
 //!
-//! Every decision is counted per port in [`PortStats`].
+//! Random decisions come from a small PRNG per port and per path, seeded from
+//! [`LinkPolicy::seed`] and the port (or pair of ports) whenever the policy is set: a run
+//! is repeatable for a given sequence of frames. Each port has its own egress scheduler
+//! thread, so a slow (delayed) port never holds up the others; a frame that meets no delay
+//! and no reordering, for a port with nothing queued, is sent at once by the thread that
+//! received it. Without path policies the switch never looks paths up (one atomic load per
+//! frame).
+//!
+//! # NAT
+//!
+//! A port may sit behind a NAT ([`Wire::set_nat`]): the switch then filters what reaches
+//! it like a stateful NAT in front of a home network, without rewriting addresses (see
+//! [`nat`] for exactly what passes).
+//!
+//! Every decision is counted per port in [`PortStats`]; a frame dropped on a path counts
+//! at the port it was going to.
+
+pub(crate) mod nat;
 
 use crate::error::{Error, Result};
 use crate::host::free_udp_port;
+use nat::NatFilter;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -140,12 +160,16 @@ pub struct PortStats {
     pub rx: u64,
     /// Frames sent to the NIC.
     pub tx: u64,
-    /// Frames dropped for any reason: the sum of the three below.
+    /// Frames dropped for any reason: the sum of the four below.
     pub dropped: u64,
-    /// Dropped because the link was cut (either direction).
+    /// Dropped because the link was cut (either direction), or the path from their sender
+    /// to this port.
     pub dropped_cut: u64,
-    /// Lost on this cable by the policy's drop probability (either direction).
+    /// Lost on this cable by the policy's drop probability (either direction), or on the
+    /// path from their sender to this port.
     pub dropped_loss: u64,
+    /// Frames to this port that its NAT filter turned away (unsolicited inbound).
+    pub dropped_nat: u64,
     /// Dropped because they were not frames (runts), the port was closing, or the send
     /// to the NIC failed.
     pub dropped_error: u64,
@@ -160,6 +184,7 @@ pub struct PortStats {
 enum DropReason {
     Cut,
     Loss,
+    Nat,
     Error,
 }
 
@@ -205,10 +230,35 @@ struct Shaping {
     rng: Rng,
 }
 
-/// What a frame's crossing of one cable decided.
+/// What a frame's crossing of one cable (or path) decided.
 struct Crossing {
     delay: Duration,
     reorder: f64,
+}
+
+impl Crossing {
+    /// A path without a policy: no delay, no reordering.
+    const CLEAR: Crossing = Crossing {
+        delay: Duration::ZERO,
+        reorder: 0.0,
+    };
+}
+
+/// The policy of the path between two ports, shared by the frames in flight on it.
+type PathShaping = Arc<Mutex<Shaping>>;
+
+fn lock_shaping(s: &Mutex<Shaping>) -> std::sync::MutexGuard<'_, Shaping> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The key of the path between `a` and `b` (the same both ways).
+fn path_key(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}
+
+/// The PRNG stream of a path: apart from every port's.
+fn path_stream((lo, hi): (usize, usize)) -> usize {
+    (1 << 40) | (lo << 20) | hi
 }
 
 impl Shaping {
@@ -236,26 +286,33 @@ struct Pending {
     /// Held back: leaves right after the frame behind it.
     held: bool,
     delayed: bool,
+    /// The path it is crossing, if that has a policy (a cut meanwhile drops it).
+    path: Option<PathShaping>,
 }
 
 #[derive(Default)]
 struct Queue {
+    /// In due order; frames due at the same time in the order they came.
     frames: VecDeque<Pending>,
-    /// The latest due time queued so far: nothing is scheduled before it (no reordering
-    /// by jitter).
-    last_due: Option<Instant>,
+    /// By sending port: the latest due time queued from it so far. Nothing from that port
+    /// is scheduled before it (no reordering by jitter).
+    last_due: Vec<Option<Instant>>,
 }
 
 struct Port {
     io: Box<dyn PortIo>,
     shaping: Mutex<Shaping>,
     open: AtomicBool,
+    /// Whether the port sits behind [`Port::nat`]'s filter.
+    behind_nat: AtomicBool,
+    nat: Mutex<NatFilter>,
     queue: Mutex<Queue>,
     wake: Condvar,
     rx: AtomicU64,
     tx: AtomicU64,
     dropped_cut: AtomicU64,
     dropped_loss: AtomicU64,
+    dropped_nat: AtomicU64,
     dropped_error: AtomicU64,
     delayed: AtomicU64,
     reordered: AtomicU64,
@@ -270,10 +327,15 @@ impl Port {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn nat(&self) -> std::sync::MutexGuard<'_, NatFilter> {
+        self.nat.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn count_drop(&self, why: DropReason) {
         match why {
             DropReason::Cut => &self.dropped_cut,
             DropReason::Loss => &self.dropped_loss,
+            DropReason::Nat => &self.dropped_nat,
             DropReason::Error => &self.dropped_error,
         }
         .fetch_add(1, Ordering::Relaxed);
@@ -281,28 +343,31 @@ impl Port {
 
     fn stats(&self) -> PortStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let (cut, loss, error) = (
+        let (cut, loss, nat, error) = (
             get(&self.dropped_cut),
             get(&self.dropped_loss),
+            get(&self.dropped_nat),
             get(&self.dropped_error),
         );
         PortStats {
             rx: get(&self.rx),
             tx: get(&self.tx),
-            dropped: cut + loss + error,
+            dropped: cut + loss + nat + error,
             dropped_cut: cut,
             dropped_loss: loss,
+            dropped_nat: nat,
             dropped_error: error,
             delayed: get(&self.delayed),
             reordered: get(&self.reordered),
         }
     }
 
-    /// Sends one frame to the NIC now, unless the link was cut or closed meanwhile.
-    fn transmit(&self, frame: &[u8], delayed: bool) {
+    /// Sends one frame to the NIC now, unless the link (or the frame's path) was cut or
+    /// the port closed meanwhile.
+    fn transmit(&self, frame: &[u8], delayed: bool, path: Option<&PathShaping>) {
         if !self.open.load(Ordering::Relaxed) {
             self.count_drop(DropReason::Error);
-        } else if !self.shaping().policy.up {
+        } else if !self.shaping().policy.up || path.is_some_and(|p| !lock_shaping(p).policy.up) {
             self.count_drop(DropReason::Cut);
         } else if self.io.send(frame).is_err() {
             self.count_drop(DropReason::Error);
@@ -366,31 +431,53 @@ impl Port {
             // Send without the lock, so the receiving side can keep queueing.
             drop(q);
             for p in out {
-                self.transmit(&p.frame, p.delayed);
+                self.transmit(&p.frame, p.delayed, p.path.as_ref());
             }
             q = self.queue();
         }
     }
 
-    /// Hands a frame that crossed both cables to this port's egress.
-    fn enqueue(&self, frame: &[u8], delay: Duration, hold: bool) {
+    /// Hands a frame from port `from` that crossed both cables and its path to this
+    /// port's egress.
+    fn enqueue(
+        &self,
+        from: usize,
+        frame: &[u8],
+        delay: Duration,
+        hold: bool,
+        path: Option<PathShaping>,
+    ) {
         let mut q = self.queue();
         if q.frames.is_empty() && delay.is_zero() && !hold {
             drop(q);
-            self.transmit(frame, false);
+            self.transmit(frame, false, None);
             return;
         }
         let now = Instant::now();
-        let due = (now + delay).max(q.last_due.unwrap_or(now));
-        q.last_due = Some(due);
+        if q.last_due.len() <= from {
+            q.last_due.resize(from + 1, None);
+        }
+        let due = (now + delay).max(q.last_due[from].unwrap_or(now));
+        q.last_due[from] = Some(due);
+        // In due order, after everything due at the same time (usually at the back).
+        let at = q
+            .frames
+            .iter()
+            .rposition(|p| p.due <= due)
+            .map_or(0, |i| i + 1);
         // Never hold two frames in a row: the second is the one that overtakes.
-        let held = hold && !q.frames.back().is_some_and(|p| p.held);
-        q.frames.push_back(Pending {
-            due,
-            frame: frame.to_vec(),
-            held,
-            delayed: !delay.is_zero(),
-        });
+        let beside_held =
+            (at > 0 && q.frames[at - 1].held) || q.frames.get(at).is_some_and(|p| p.held);
+        q.frames.insert(
+            at,
+            Pending {
+                due,
+                frame: frame.to_vec(),
+                held: hold && !beside_held,
+                delayed: !delay.is_zero(),
+                path,
+            },
+        );
         drop(q);
         self.wake.notify_one();
     }
@@ -402,6 +489,10 @@ struct Switch {
     ports: RwLock<Vec<Option<Arc<Port>>>>,
     /// Learned MAC address → port number.
     fdb: Mutex<HashMap<[u8; 6], usize>>,
+    /// Policies of paths between two ports, by [`path_key`].
+    paths: RwLock<HashMap<(usize, usize), PathShaping>>,
+    /// Whether `paths` has any entry: spares the lookup when it has none.
+    has_paths: AtomicBool,
     pcap: Mutex<Option<Pcap>>,
 }
 
@@ -432,6 +523,9 @@ impl Switch {
             }
         };
         port.rx.fetch_add(1, Ordering::Relaxed);
+        if port.behind_nat.load(Ordering::Relaxed) {
+            port.nat().outbound(frame, Instant::now());
+        }
         if let Some(pcap) = self.pcap.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             pcap.write(frame);
         }
@@ -452,7 +546,7 @@ impl Switch {
         };
         match known {
             Some(to) if to == from => {}
-            Some(to) => self.egress(to, frame, &crossing),
+            Some(to) => self.egress(from, to, frame, &crossing),
             None => {
                 let targets: Vec<usize> = {
                     let ports = self.ports.read().unwrap_or_else(|p| p.into_inner());
@@ -461,20 +555,45 @@ impl Switch {
                         .collect()
                 };
                 for to in targets {
-                    self.egress(to, frame, &crossing);
+                    self.egress(from, to, frame, &crossing);
                 }
             }
         }
     }
 
-    /// The one place a frame leaves the switch: across port `to`'s cable, then straight
-    /// out or through the port's scheduler.
-    fn egress(&self, to: usize, frame: &[u8], ingress: &Crossing) {
+    /// The policy of the path between two ports, if it has one.
+    fn path(&self, a: usize, b: usize) -> Option<PathShaping> {
+        if !self.has_paths.load(Ordering::Relaxed) {
+            return None;
+        }
+        let paths = self.paths.read().unwrap_or_else(|p| p.into_inner());
+        paths.get(&path_key(a, b)).cloned()
+    }
+
+    /// The one place a frame leaves the switch: through port `to`'s NAT filter (if it is
+    /// behind one), across the path from `from` and `to`'s cable, then straight out or
+    /// through the port's scheduler.
+    fn egress(&self, from: usize, to: usize, frame: &[u8], ingress: &Crossing) {
         let Some(port) = self.port(to) else { return };
         if !port.open.load(Ordering::Relaxed) {
             port.count_drop(DropReason::Error);
             return;
         }
+        if port.behind_nat.load(Ordering::Relaxed) && !port.nat().admits(frame, Instant::now()) {
+            port.count_drop(DropReason::Nat);
+            return;
+        }
+        let path = self.path(from, to);
+        let on_path = match &path {
+            None => Crossing::CLEAR,
+            Some(p) => match lock_shaping(p).cross() {
+                Ok(c) => c,
+                Err(why) => {
+                    port.count_drop(why);
+                    return;
+                }
+            },
+        };
         let (delay, hold) = {
             let mut shaping = port.shaping();
             let crossing = match shaping.cross() {
@@ -485,12 +604,13 @@ impl Switch {
                     return;
                 }
             };
-            // Held back if either cable holds it back.
-            let reorder = 1.0 - (1.0 - ingress.reorder) * (1.0 - crossing.reorder);
+            // Held back if either cable or the path holds it back.
+            let reorder =
+                1.0 - (1.0 - ingress.reorder) * (1.0 - on_path.reorder) * (1.0 - crossing.reorder);
             let hold = shaping.rng.chance(reorder);
-            (ingress.delay + crossing.delay, hold)
+            (ingress.delay + on_path.delay + crossing.delay, hold)
         };
-        port.enqueue(frame, delay, hold);
+        port.enqueue(from, frame, delay, hold, path);
     }
 
     fn detach(&self, id: usize) {
@@ -508,6 +628,9 @@ impl Switch {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, p| *p != id);
+        let mut paths = self.paths.write().unwrap_or_else(|p| p.into_inner());
+        paths.retain(|&(a, b), _| a != id && b != id);
+        self.has_paths.store(!paths.is_empty(), Ordering::Relaxed);
     }
 }
 
@@ -526,6 +649,8 @@ impl Wire {
                 name: name.to_string(),
                 ports: RwLock::new(Vec::new()),
                 fdb: Mutex::new(HashMap::new()),
+                paths: RwLock::new(HashMap::new()),
+                has_paths: AtomicBool::new(false),
                 pcap: Mutex::new(None),
             }),
         }
@@ -572,12 +697,15 @@ impl Wire {
                 rng: Rng::seeded(0, id),
             }),
             open: AtomicBool::new(true),
+            behind_nat: AtomicBool::new(false),
+            nat: Mutex::new(NatFilter::new()),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
             dropped_cut: AtomicU64::new(0),
             dropped_loss: AtomicU64::new(0),
+            dropped_nat: AtomicU64::new(0),
             dropped_error: AtomicU64::new(0),
             delayed: AtomicU64::new(0),
             reordered: AtomicU64::new(0),
@@ -629,6 +757,66 @@ impl Wire {
     /// The policy of one port, if it is attached.
     pub fn policy(&self, port: usize) -> Option<LinkPolicy> {
         self.switch.port(port).map(|p| p.shaping().policy.clone())
+    }
+
+    /// Sets the policy of the path between ports `a` and `b`, both ways (on top of each
+    /// port's own; see the module doc), and reseeds the path's PRNG from `policy.seed`.
+    /// [`LinkPolicy::default`] makes the path clean again. Frames already queued keep
+    /// their schedule, but a cut drops those still in flight on the path. Ignored unless
+    /// `a` and `b` are two attached ports; forgotten when either is detached.
+    pub fn set_pair_policy(&self, a: usize, b: usize, policy: LinkPolicy) {
+        if a == b || self.switch.port(a).is_none() || self.switch.port(b).is_none() {
+            return;
+        }
+        let key = path_key(a, b);
+        let mut paths = self.switch.paths.write().unwrap_or_else(|p| p.into_inner());
+        let clean = policy == LinkPolicy::default();
+        if let Some(existing) = paths.get(&key) {
+            // In place: frames in flight on the path see a cut or a restore.
+            let mut shaping = lock_shaping(existing);
+            shaping.rng = Rng::seeded(policy.seed, path_stream(key));
+            shaping.policy = policy;
+            drop(shaping);
+            if clean {
+                paths.remove(&key);
+            }
+        } else if !clean {
+            let shaping = Shaping {
+                rng: Rng::seeded(policy.seed, path_stream(key)),
+                policy,
+            };
+            paths.insert(key, Arc::new(Mutex::new(shaping)));
+        }
+        self.switch
+            .has_paths
+            .store(!paths.is_empty(), Ordering::Relaxed);
+    }
+
+    /// The policy of the path between ports `a` and `b` (the default if it has none).
+    pub fn pair_policy(&self, a: usize, b: usize) -> LinkPolicy {
+        self.switch
+            .path(a, b)
+            .map_or_else(LinkPolicy::default, |p| lock_shaping(&p).policy.clone())
+    }
+
+    /// Puts port `port` behind a NAT (`true`) or takes it out (`false`): behind one,
+    /// unicast IP frames reach it only as part of a flow it started (`wire/nat.rs`); the rest
+    /// count as [`PortStats::dropped_nat`]. Taking it out forgets its flows.
+    pub fn set_nat(&self, port: usize, on: bool) {
+        if let Some(p) = self.switch.port(port) {
+            let mut nat = p.nat();
+            if !on {
+                *nat = NatFilter::new();
+            }
+            p.behind_nat.store(on, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether port `port` is behind a NAT (`None` if it is not attached).
+    pub fn is_behind_nat(&self, port: usize) -> Option<bool> {
+        self.switch
+            .port(port)
+            .map(|p| p.behind_nat.load(Ordering::Relaxed))
     }
 
     /// Counters of every attached port, by port number.
@@ -943,6 +1131,18 @@ mod tests {
         fn got(&self) -> Vec<u32> {
             self.wait_for(0)
         }
+
+        /// Sends one raw frame.
+        fn send_frame(&self, frame: Vec<u8>) {
+            self.inbox.lock().unwrap().push_back(frame);
+            self.inbox_ready.notify_all();
+        }
+
+        /// Waits (generously) until `n` frames arrived, then returns them whole.
+        fn frames(&self, n: usize) -> Vec<Vec<u8>> {
+            self.wait_for(n);
+            self.outbox.lock().unwrap().clone()
+        }
     }
 
     /// Waits until the switch has dealt with `n` frames from port `id` (accepted or
@@ -1147,5 +1347,180 @@ mod tests {
         assert_eq!((sa.dropped_error, sa.dropped_cut, sa.rx), (1, 1, 1));
         assert_eq!((sb.dropped_error, sb.tx), (1, 0));
         assert!(b.got().is_empty());
+    }
+
+    fn delay(ms: u64) -> LinkPolicy {
+        LinkPolicy {
+            delay: Duration::from_millis(ms),
+            ..LinkPolicy::default()
+        }
+    }
+
+    #[test]
+    fn a_cut_pair_drops_only_between_its_two_ports_both_ways_even_for_broadcasts() {
+        let wire = Wire::new("test-pair-cut");
+        let (a, pa) = MemNic::attach(&wire);
+        let (b, pb) = MemNic::attach(&wire);
+        let (c, pc) = MemNic::attach(&wire);
+        wire.set_pair_policy(pb, pa, LinkPolicy::cut());
+        assert!(!wire.pair_policy(pa, pb).up, "the same path both ways");
+        // A's broadcast reaches C, not B; B's reaches C, not A; unicast likewise.
+        a.send_all(BROADCAST, A, 0..3);
+        assert_eq!(c.wait_for(3), [0, 1, 2]);
+        b.send_all(BROADCAST, B, 10..13);
+        assert_eq!(c.wait_for(6), [0, 1, 2, 10, 11, 12]);
+        c.send(A, C, 20); // A and B are learned now: unicast
+        c.send(B, C, 21);
+        assert_eq!(a.wait_for(1), [20]);
+        assert_eq!(b.wait_for(1), [21]);
+        a.send(B, A, 30);
+        b.send(A, B, 31);
+        settle(&wire, pa, 4);
+        settle(&wire, pb, 4);
+        assert_eq!(a.got(), [20]);
+        assert_eq!(b.got(), [21]);
+        // Each drop counts at the port the frame was going to; nothing touched C.
+        let sa = stats_when(&wire, pa, |s| s.dropped_cut >= 4);
+        let sb = stats_when(&wire, pb, |s| s.dropped_cut >= 4);
+        assert_eq!((sa.dropped_cut, sa.dropped, sa.tx), (4, 4, 1));
+        assert_eq!((sb.dropped_cut, sb.dropped, sb.tx), (4, 4, 1));
+        assert_eq!(wire.port_stats(pc).unwrap().dropped, 0);
+        // Restored: the path is clean again and forgotten.
+        wire.set_pair_policy(pa, pb, LinkPolicy::default());
+        assert_eq!(wire.pair_policy(pa, pb), LinkPolicy::default());
+        a.send(B, A, 40);
+        assert_eq!(b.wait_for(2), [21, 40]);
+    }
+
+    #[test]
+    fn a_pair_delay_holds_up_that_path_only_and_adds_to_the_cables() {
+        let wire = Wire::new("test-pair-delay");
+        let (a, pa) = MemNic::attach(&wire);
+        let (b, pb) = MemNic::attach(&wire);
+        let (c, pc) = MemNic::attach(&wire);
+        // Ten minutes between A and B: A's frames for B are queued behind it...
+        wire.set_pair_policy(pa, pb, delay(600_000));
+        a.send_all(BROADCAST, A, 0..5);
+        assert_eq!(c.wait_for(5), [0, 1, 2, 3, 4], "A to C is clean");
+        settle(&wire, pa, 5);
+        assert!(b.got().is_empty());
+        // ...and frames from C to B, due at once, do not wait behind them.
+        c.send_all(BROADCAST, C, 10..15);
+        assert_eq!(b.wait_for(5), [10, 11, 12, 13, 14]);
+        assert_eq!(a.wait_for(5), [10, 11, 12, 13, 14]);
+        let sb = stats_when(&wire, pb, |s| s.tx >= 5);
+        assert_eq!((sb.tx, sb.delayed, sb.dropped), (5, 0, 0));
+        assert_eq!(stats_when(&wire, pc, |s| s.tx >= 5).delayed, 0);
+        // The path's delay adds to both cables': 20 + 30 + 40 ms from B to C...
+        wire.set_pair_policy(pa, pb, LinkPolicy::default());
+        wire.set_policy(pb, delay(20));
+        wire.set_policy(pc, delay(40));
+        wire.set_pair_policy(pb, pc, delay(30));
+        let start = Instant::now();
+        b.send(C, B, 50);
+        assert_eq!(c.wait_for(6)[5], 50);
+        assert!(
+            start.elapsed() >= Duration::from_millis(90),
+            "delays add up"
+        );
+        assert_eq!(stats_when(&wire, pc, |s| s.delayed >= 1).delayed, 1);
+    }
+
+    #[test]
+    fn pair_loss_follows_its_seed_and_counts_at_the_receiving_port() {
+        let run = |seed: u64| {
+            let wire = Wire::new("test-pair-loss");
+            let (a, pa) = MemNic::attach(&wire);
+            let (b, pb) = MemNic::attach(&wire);
+            let (c, _) = MemNic::attach(&wire);
+            wire.set_pair_policy(
+                pa,
+                pb,
+                LinkPolicy {
+                    drop: 0.3,
+                    seed,
+                    ..LinkPolicy::default()
+                },
+            );
+            a.send_all(BROADCAST, A, 0..1000);
+            assert_eq!(c.wait_for(1000).len(), 1000, "A to C loses nothing");
+            settle(&wire, pa, 1000);
+            let sb = stats_when(&wire, pb, |s| s.tx + s.dropped >= 1000);
+            assert_eq!(sb.tx + sb.dropped_loss, 1000);
+            assert_eq!(sb.dropped, sb.dropped_loss);
+            assert!((200..=400).contains(&sb.dropped_loss), "{sb:?}");
+            assert_eq!(
+                wire.port_stats(pa).unwrap().dropped,
+                0,
+                "A's cable is clean"
+            );
+            b.wait_for(sb.tx as usize)
+        };
+        let first = run(5);
+        assert_eq!(first, run(5), "the same seed loses the same frames");
+        assert_ne!(first, run(6));
+    }
+
+    #[test]
+    fn cutting_a_pair_drops_the_frames_still_in_flight_on_it() {
+        let wire = Wire::new("test-pair-inflight");
+        let (a, pa) = MemNic::attach(&wire);
+        let (b, pb) = MemNic::attach(&wire);
+        wire.set_pair_policy(pa, pb, delay(5_000));
+        a.send_all(B, A, 0..3);
+        settle(&wire, pa, 3);
+        wire.set_pair_policy(pa, pb, LinkPolicy::cut());
+        let sb = stats_when(&wire, pb, |s| s.dropped_cut >= 3);
+        assert_eq!((sb.dropped_cut, sb.tx), (3, 0));
+        assert!(b.got().is_empty());
+    }
+
+    #[test]
+    fn pair_policies_are_forgotten_with_their_ports_and_need_two_ports() {
+        let wire = Wire::new("test-pair-detach");
+        let (_a, pa) = MemNic::attach(&wire);
+        let (_b, pb) = MemNic::attach(&wire);
+        wire.set_pair_policy(pa, pa, LinkPolicy::cut());
+        wire.set_pair_policy(pa, 99, LinkPolicy::cut());
+        assert_eq!(wire.pair_policy(pa, pa), LinkPolicy::default());
+        assert_eq!(wire.pair_policy(pa, 99), LinkPolicy::default());
+        wire.set_pair_policy(pa, pb, LinkPolicy::cut());
+        wire.detach(pb);
+        assert_eq!(wire.pair_policy(pa, pb), LinkPolicy::default());
+        assert!(!wire.switch.has_paths.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_port_behind_nat_gets_only_what_belongs_to_flows_it_started() {
+        use nat::tests::{eth, udp, NODE, NODE_MAC as N, PEER, PEER_MAC as P};
+        let wire = Wire::new("test-nat");
+        let (node, pn) = MemNic::attach(&wire);
+        let (peer, pp) = MemNic::attach(&wire);
+        wire.set_nat(pn, true);
+        assert_eq!(wire.is_behind_nat(pn), Some(true));
+        // ARP and broadcasts pass; the switch learns both MACs from them.
+        node.send_frame(eth([0xff; 6], N, 0x0806, &[1; 28]));
+        peer.send_frame(eth(N, P, 0x0806, &[2; 28]));
+        assert_eq!(peer.frames(1).len(), 1);
+        assert_eq!(node.frames(1).len(), 1);
+        // Unsolicited WireGuard from the peer: dropped and counted at the node's port.
+        let initiation = udp((N, P), (PEER, 51820), (NODE, 51820));
+        peer.send_frame(initiation.clone());
+        let sn = stats_when(&wire, pn, |s| s.dropped_nat >= 1);
+        assert_eq!((sn.dropped_nat, sn.dropped, sn.tx), (1, 1, 1));
+        // The node sends first; the answer passes, and the flow works both ways.
+        node.send_frame(udp((P, N), (NODE, 51820), (PEER, 51820)));
+        assert_eq!(peer.frames(2).len(), 2);
+        peer.send_frame(initiation.clone());
+        assert_eq!(node.frames(2)[1], initiation);
+        // Another port of the peer is still unsolicited.
+        peer.send_frame(udp((N, P), (PEER, 4444), (NODE, 51820)));
+        let sn = stats_when(&wire, pn, |s| s.dropped_nat >= 2);
+        assert_eq!((sn.dropped_nat, sn.tx), (2, 2));
+        // Out of the NAT, everything passes again.
+        wire.set_nat(pn, false);
+        peer.send_frame(udp((N, P), (PEER, 4444), (NODE, 51820)));
+        assert_eq!(node.frames(3).len(), 3);
+        assert_eq!(wire.port_stats(pp).unwrap().dropped, 0);
     }
 }

@@ -1,10 +1,35 @@
 //! `vdcnet mesh`: write the node files of an N-node full mesh (see `vdcnet_qemu::mesh`):
-//! each node has an underlay link (NIC 0) and a segment link (NIC 1) for its workloads.
+//! each node has an underlay link (NIC 0) and a segment link (NIC 1) for its workloads,
+//! and a `[Routing]` section unless `--no-routing`.
 
 use super::{Args, CmdResult, UsageError};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vdcnet_qemu::mesh::MeshPlan;
+
+/// `vdcnet mesh --help`: the flags beyond the address plan's.
+const HELP: &str = "\
+vdcnet mesh --nodes N --out DIR [options]
+  --v4 A.B.0.0 | --v6 P::|none | --underlay A.B.C.0 | --port P   the address plan
+  --keepalive S          PersistentKeepalive towards nodes with an endpoint (default 25)
+  --hidden 3,4           hidden nodes (behind a NAT): the others have no Endpoint for them
+  --hidden-keepalive S   a hidden node's keepalive to the public nodes (default 25)
+  --no-routing           leave out the [Routing] section (default: on, the VDC's /16, /48)
+  --hello MS             the routing protocol's HelloInterval (50..=60000 ms)";
+
+/// `3,4` or `node3, node4`: 1-based node numbers.
+fn node_list(v: &str) -> Result<BTreeSet<usize>, UsageError> {
+    v.split(',')
+        .map(|item| {
+            let item = item.trim();
+            item.strip_prefix("node")
+                .unwrap_or(item)
+                .parse::<usize>()
+                .map_err(|_| UsageError(format!("--hidden: `{item}` is not a node number")))
+        })
+        .collect()
+}
 
 pub fn main(args: &[String]) -> CmdResult {
     let mut plan = MeshPlan::default();
@@ -28,6 +53,14 @@ pub fn main(args: &[String]) -> CmdResult {
             "--underlay" => plan.underlay = a.parsed("--underlay")?,
             "--port" => plan.port = a.parsed("--port")?,
             "--keepalive" => plan.keepalive = a.parsed("--keepalive")?,
+            "--hidden" => plan.hidden = node_list(a.value("--hidden")?)?,
+            "--hidden-keepalive" => plan.hidden_keepalive = a.parsed("--hidden-keepalive")?,
+            "--no-routing" => plan.routing = false,
+            "--hello" => plan.hello_ms = Some(a.parsed("--hello")?),
+            "--help" | "-h" => {
+                println!("{HELP}");
+                return Ok(ExitCode::SUCCESS);
+            }
             "--out" => out = Some(PathBuf::from(a.value("--out")?)),
             other => return Err(UsageError(format!("unknown option `{other}`")).into()),
         }
@@ -40,8 +73,9 @@ pub fn main(args: &[String]) -> CmdResult {
         write_private(&path, &n.config)?;
         let seg6 = n.segment_v6.map(|a| format!(", {a}")).unwrap_or_default();
         let v6 = n.overlay_v6.map(|a| format!(", {a}")).unwrap_or_default();
+        let hidden = if n.hidden { " hidden," } else { "" };
         println!(
-            "{}: underlay {} (nic 0), segment {}{seg6} (nic 1) at {}{v6}, key {} -> {}",
+            "{}:{hidden} underlay {} (nic 0), segment {}{seg6} (nic 1) at {}{v6}, key {} -> {}",
             n.name,
             n.underlay,
             n.segment_v4,
@@ -64,4 +98,17 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_takes_numbers_or_node_names() {
+        assert_eq!(node_list("3,4").unwrap(), BTreeSet::from([3, 4]));
+        assert_eq!(node_list("node2, 1").unwrap(), BTreeSet::from([1, 2]));
+        assert!(node_list("3,x").is_err());
+        assert!(node_list("").is_err());
+    }
 }
