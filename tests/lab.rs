@@ -503,8 +503,17 @@ fn egress_nat_takes_a_workload_to_the_host_and_only_that_node() {
 fn a_cut_path_parts_only_its_two_nodes_and_a_hidden_node_is_reached_once_it_reaches_out() {
     use vdcnet_qemu::LinkPolicy;
     // The path node1–node2 is cut (their cables are fine); node3 is hidden: nodes 1 and 2
-    // have no endpoint for it, and the switch filters like a NAT in front of it.
-    let topo = Topology::new(3).pair(0, 1, LinkPolicy::cut()).hidden(2);
+    // have no endpoint for it, and the switch filters like a NAT in front of it. Without
+    // routing (tests/routing.rs has the lab with it), nothing carries node1–node2 traffic.
+    let plan = vdcnet_qemu::mesh::MeshPlan {
+        nodes: 3,
+        routing: false,
+        ..vdcnet_qemu::mesh::MeshPlan::default()
+    };
+    let topo = Topology::new(3)
+        .plan(plan)
+        .pair(0, 1, LinkPolicy::cut())
+        .hidden(2);
     let (_turn, mut lab) = lab("a_cut_path_and_a_hidden_node", topo);
     assert!(lab.is_behind_nat(2) && !lab.is_behind_nat(0));
     for i in [0, 1] {
