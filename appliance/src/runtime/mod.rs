@@ -368,4 +368,6 @@ mod tests;
 #[cfg(test)]
 mod mesh_tests;
 #[cfg(test)]
+mod neigh_tests;
+#[cfg(test)]
 mod test_nic;
