@@ -10,8 +10,10 @@
 //! bucket refilled at [`PROBE_RATE`] per second; a probe without a token is suppressed
 //! and counted, so a flood of packets for made-up addresses costs at most that many
 //! broadcasts a second. When the cache is full, newcomers take the place of failed and
-//! incomplete entries first; an answered entry used in the last [`IN_USE`] is never
-//! evicted, so the neighbours that carry traffic survive a flood of strangers.
+//! incomplete entries first; an answered entry used in the last [`IN_USE`], or an
+//! incomplete one probed in the last [`RETRY`], is never evicted, so the neighbours that
+//! carry traffic survive a flood of strangers, and a flood of more strangers than the
+//! cache holds is refused (counted) rather than churned through it.
 
 use alloc::vec::Vec;
 use smoltcp::time::{Duration, Instant};
@@ -86,7 +88,7 @@ pub struct NeighborCache {
     refilled: Instant,
     /// Entries evicted to make room.
     pub evicted: u64,
-    /// Probes the link's budget suppressed.
+    /// Probes the link's budget suppressed (at most one per entry per [`RETRY`]).
     pub suppressed: u64,
     /// Newcomers refused because every entry was in use.
     pub refused: u64,
@@ -159,7 +161,8 @@ impl NeighborCache {
             } => {
                 let due = now - confirmed > REACHABLE && now - probed >= RETRY;
                 let probe = due && self.take_token(now);
-                if probe {
+                if due {
+                    // Sent or suppressed, the next try is a RETRY away.
                     self.entries[i].state = State::Known {
                         mac,
                         confirmed,
@@ -183,14 +186,18 @@ impl NeighborCache {
                 Lookup::Failed
             }
             State::Incomplete { sent, .. } => {
-                if !self.take_token(now) {
-                    return Lookup::Wait;
-                }
+                // A suppressed probe does not count as a try, but the next one is a RETRY
+                // away all the same: each entry asks for at most one probe a second.
+                let probe = self.take_token(now);
                 self.entries[i].state = State::Incomplete {
-                    sent: sent + 1,
+                    sent: sent + u8::from(probe),
                     last: Some(now),
                 };
-                Lookup::Probe
+                if probe {
+                    Lookup::Probe
+                } else {
+                    Lookup::Wait
+                }
             }
         }
     }
@@ -221,8 +228,10 @@ impl NeighborCache {
     }
 
     /// Adds `entry`, evicting when full: a failed entry whose memory ran out, else the
-    /// least recently used incomplete one, else the oldest failed one, else an answered
-    /// one idle for [`IN_USE`]. `false` (and counted) if every entry is in use.
+    /// least recently used incomplete one not asked about in the last [`RETRY`], else the
+    /// oldest failed one, else an answered one idle for [`IN_USE`]. `false` (and counted)
+    /// if every entry is in use or waiting for an answer: a flood of strangers is turned
+    /// away at the door instead of churning the cache (and the probe budget).
     fn insert(&mut self, entry: Entry, now: Instant) -> bool {
         if self.entries.len() < self.capacity {
             self.entries.push(entry);
@@ -230,6 +239,8 @@ impl NeighborCache {
         }
         let rank = |e: &Entry| match e.state {
             State::Failed { since } if now - since >= FAILED_TIME => Some((0, since)),
+            // An address asked about in the last RETRY is waiting for its answer.
+            State::Incomplete { last: Some(t), .. } if now - t < RETRY => None,
             State::Incomplete { .. } => Some((1, e.used)),
             State::Failed { since } => Some((2, since)),
             State::Known { .. } if now - e.used >= IN_USE => Some((3, e.used)),
@@ -362,11 +373,21 @@ mod tests {
         // The burst, then PROBE_RATE a second over the remaining 4.99 s.
         let budget = u64::from(PROBE_BURST) + u64::from(PROBE_RATE) * 5;
         assert!(probes <= budget, "{probes} probes > {budget}");
+        // Entries retry once a second, so the budget is spent in steps of a second.
         assert!(
-            probes >= budget - 2,
+            probes >= budget / 2,
             "{probes} probes: the budget went unused"
         );
-        assert!(c.suppressed > 1000, "suppressed {}", c.suppressed);
+        // Every address asked about once a second at most, whether or not it was probed.
+        // Every address asked for a probe once a second at most, sent or suppressed...
+        assert!(c.suppressed > 100, "suppressed {}", c.suppressed);
+        assert!(
+            probes + c.suppressed <= 150 * 5,
+            "suppressed {}",
+            c.suppressed
+        );
+        // ...and the strangers the full cache had no room for were turned away.
+        assert!(c.refused > 10_000, "refused {}", c.refused);
         assert_eq!(c.len(), NEIGHBORS);
     }
 
@@ -406,10 +427,11 @@ mod tests {
                     "neighbour {n} lost at {k}"
                 );
             }
-            // ...while strangers churn through the rest of the cache.
+            // ...while strangers crowd the rest of the cache and are turned away.
             c.lookup(ip(100 + (k % 150) as u8), now);
         }
-        assert!(c.evicted > 100);
+        assert!(c.evicted + c.refused >= 296, "{} {}", c.evicted, c.refused);
+        assert!(c.refused > 100);
         assert_eq!(c.len(), 8);
     }
 
@@ -441,7 +463,10 @@ mod tests {
             c.lookup(ip(n), t + ms(n as u64));
         }
         assert_eq!(c.len(), 4);
-        assert_eq!(c.evicted, 16);
+        // The first four wait for their answers; the rest are refused until then.
+        assert_eq!((c.evicted, c.refused), (0, 16));
+        assert_eq!(c.lookup(ip(30), t + RETRY), Lookup::Probe);
+        assert_eq!(c.evicted, 1);
     }
 
     #[test]
