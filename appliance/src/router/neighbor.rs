@@ -147,7 +147,7 @@ impl NeighborCache {
                 },
                 used: now,
             };
-            if !self.insert(fresh, now) {
+            if !self.insert(fresh, now, false) {
                 return Lookup::Full;
             }
             return self.lookup(ip, now);
@@ -216,13 +216,17 @@ impl NeighborCache {
             return;
         }
         if create {
+            // Not in use until we send to it: a flood of requests from strangers cannot
+            // pin the cache.
+            let used = now - IN_USE;
             self.insert(
                 Entry {
                     ip,
                     state: known,
-                    used: now,
+                    used,
                 },
                 now,
+                true,
             );
         }
     }
@@ -231,8 +235,10 @@ impl NeighborCache {
     /// least recently used incomplete one not asked about in the last [`RETRY`], else the
     /// oldest failed one, else an answered one idle for [`IN_USE`]. `false` (and counted)
     /// if every entry is in use or waiting for an answer: a flood of strangers is turned
-    /// away at the door instead of churning the cache (and the probe budget).
-    fn insert(&mut self, entry: Entry, now: Instant) -> bool {
+    /// away at the door instead of churning the cache (and the probe budget). An `answer`
+    /// (a neighbour that spoke to us) may also take the place of an incomplete entry that
+    /// is waiting, so a real newcomer gets in during a flood.
+    fn insert(&mut self, entry: Entry, now: Instant, answer: bool) -> bool {
         if self.entries.len() < self.capacity {
             self.entries.push(entry);
             return true;
@@ -240,7 +246,8 @@ impl NeighborCache {
         let rank = |e: &Entry| match e.state {
             State::Failed { since } if now - since >= FAILED_TIME => Some((0, since)),
             // An address asked about in the last RETRY is waiting for its answer.
-            State::Incomplete { last: Some(t), .. } if now - t < RETRY => None,
+            // An answer (a confirmed neighbour) may take its place all the same.
+            State::Incomplete { last: Some(t), .. } if now - t < RETRY && !answer => None,
             State::Incomplete { .. } => Some((1, e.used)),
             State::Failed { since } => Some((2, since)),
             State::Known { .. } if now - e.used >= IN_USE => Some((3, e.used)),
@@ -439,8 +446,10 @@ mod tests {
     fn a_cache_full_of_busy_neighbours_refuses_newcomers() {
         let mut c = NeighborCache::new(2);
         let t = Instant::from_secs(100);
-        c.learn(ip(1), MAC, t, true);
-        c.learn(ip(2), MAC, t, true);
+        for n in [1, 2] {
+            c.learn(ip(n), MAC, t, true);
+            assert!(matches!(c.lookup(ip(n), t), Lookup::Ready { .. }));
+        }
         assert_eq!(c.lookup(ip(3), t + ms(1)), Lookup::Full);
         assert_eq!(c.refused, 1);
         // Once one of them has been idle long enough, it gives way.
@@ -489,5 +498,33 @@ mod tests {
                 probe: false
             }
         );
+    }
+
+    #[test]
+    fn a_neighbour_that_speaks_to_us_gets_in_during_a_flood() {
+        let mut c = NeighborCache::new(4);
+        let t = Instant::from_secs(100);
+        for n in 100..104 {
+            c.lookup(ip(n), t);
+        }
+        // Full of strangers waiting for answers: another stranger is refused...
+        assert_eq!(c.lookup(ip(104), t + ms(1)), Lookup::Full);
+        // ...but a host that asks for our address (or answers us) takes a stranger's place.
+        c.learn(ip(1), MAC, t + ms(2), true);
+        assert!(matches!(c.lookup(ip(1), t + ms(3)), Lookup::Ready { .. }));
+        assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn neighbours_learned_but_never_used_do_not_pin_the_cache() {
+        let mut c = NeighborCache::new(4);
+        let t = Instant::from_secs(100);
+        // Forged requests for our address from strangers fill the cache...
+        for n in 100..110 {
+            c.learn(ip(n), MAC, t, true);
+        }
+        assert_eq!(c.len(), 4);
+        // ...yet the address we need to send to gets an entry at once.
+        assert_eq!(c.lookup(ip(1), t + ms(1)), Lookup::Probe);
     }
 }
