@@ -85,7 +85,7 @@ pub enum Discard {
     /// Larger than the next hop's MTU with DF set (IPv4) or any IPv6 packet.
     TooBig,
     /// The next hop never answered ARP/NDP, or waited too long, or the neighbour cache
-    /// was full of neighbours in use.
+    /// was full of neighbours in use or awaiting answers.
     NeighborUnreachable,
     /// The next hop failed to answer recently: dropped at once, without a new probe.
     NeighborFailed,
