@@ -585,3 +585,159 @@ fn junk_and_replayed_datagrams_are_dropped_and_the_tunnel_keeps_working() {
     }
     assert_alive(&a.vm);
 }
+
+/// Writes forged WireGuard handshake initiations from the namespace for `secs` seconds at
+/// `rate` a second, from 150 made-up on-link addresses (`.100` ..= `.249`, each with its
+/// own made-up MAC) to the appliance at `dst_mac`. Each has a valid mac1 (the appliance's
+/// public key is public), so once the appliance is under load it answers every one with a
+/// cookie reply, which needs the forged source's MAC first. Prints how many it sent.
+const FLOOD: &str = r#"
+import base64, hashlib, os, socket, struct, sys, time
+iface, dst_mac, net, public, secs, rate = sys.argv[1:7]
+dst_mac = bytes.fromhex(dst_mac.replace(":", ""))
+key = hashlib.blake2s(b"mac1----" + base64.b64decode(public)).digest()
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+frames = []
+for i in range(150):
+    msg = b"\x01\x00\x00\x00" + os.urandom(112)
+    msg += hashlib.blake2s(msg, key=key, digest_size=16).digest() + bytes(16)
+    src = bytes([192, 168, int(net), 100 + i])
+    dst = bytes([192, 168, int(net), 2])
+    udp = struct.pack("!HHHH", 40000 + i, 51820, 8 + len(msg), 0) + msg
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0, 64, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    frames.append(dst_mac + bytes([2, 0xee, 0, 0, 0, i]) + b"\x08\x00" + ip + udp)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+start, sent = time.monotonic(), 0
+while True:
+    now = time.monotonic() - start
+    if now >= float(secs):
+        break
+    while sent < now * float(rate):
+        s.send(frames[sent % len(frames)])
+        sent += 1
+    time.sleep(0.002)
+print(sent)
+"#;
+
+#[test]
+fn forged_initiations_from_150_made_up_neighbours_cost_a_bounded_number_of_arp_requests() {
+    require_root(
+        "forged_initiations_from_150_made_up_neighbours_cost_a_bounded_number_of_arp_requests",
+    );
+    let net = Underlay::new(59);
+    let a = Appliance::boot("neigh-flood", net, false, "vdcnet.stats=1");
+    let wg = a.start_peer(true);
+    ping_through(&a, &wg, APPLIANCE_V4);
+    // The appliance's MAC, as the namespace resolved it.
+    let neigh = must(
+        a.ns()
+            .run("ip", &["neigh", "show", &net.appliance_ip().to_string()]),
+        &a.vm,
+        &wg,
+    );
+    let mac = neigh
+        .split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no lladdr in `{neigh}`"))
+        .to_string();
+
+    let mut cap = ok(Capture::start(a.ns(), a.tap()).map_err(|e| a.vm.fail(e)));
+    let started = Instant::now();
+    // The real peer keeps talking through the tunnel during the flood.
+    let ns_name = a.ns().name().to_string();
+    let pinger = thread::spawn(move || {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &ns_name, "ping", "-n", "-c", "10"])
+            .args(["-i", "0.5", "-W", "10", APPLIANCE_V4])
+            .output()
+    });
+    let (secs, rate) = (5u64, 1500u64);
+    let sent: u64 = must(
+        a.ns().run(
+            "python3",
+            &[
+                "-c",
+                FLOOD,
+                a.tap(),
+                &mac,
+                "59",
+                &a.keys.public,
+                &secs.to_string(),
+                &rate.to_string(),
+            ],
+        ),
+        &a.vm,
+        &wg,
+    )
+    .trim()
+    .parse()
+    .expect("the flood prints how many it sent");
+    let pinged = pinger.join().expect("ping thread").expect("ping runs");
+    let elapsed = started.elapsed();
+    let pcap = cap.stop().to_path_buf();
+    assert_alive(&a.vm);
+
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-n", "-Y", &format!("arp.opcode == 1 && eth.src == {mac}")])
+        .args(["-T", "fields", "-e", "arp.dst.proto_ipv4"])
+        .output()
+        .expect("tshark runs");
+    let arps: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // The link's budget (20 a second after a burst of 20) over the whole capture, plus a
+    // little for the real peer's re-confirmations.
+    let budget = 20 + 20 * (elapsed.as_secs() + 1) + 5;
+    let stats =
+        a.vm.console()
+            .matching("vdcnet: stats")
+            .last()
+            .cloned()
+            .unwrap_or_default();
+    let report = format!(
+        "{} ARP requests for {sent} forged initiations in {elapsed:?} (budget {budget})\n\
+         last stats: {stats}",
+        arps.len()
+    );
+    eprintln!("{report}");
+    assert!(
+        sent >= secs * rate / 2,
+        "the flood sent only {sent}\n{report}"
+    );
+    assert!(arps.len() as u64 <= budget, "{report}");
+    assert!(
+        (arps.len() as u64) * 10 < sent,
+        "not far below one per forged packet: {report}"
+    );
+    // The real peer's entry stayed: at most a re-confirmation of it.
+    let peer = net.peer_ip().to_string();
+    assert!(arps.iter().filter(|t| **t == peer).count() <= 1, "{report}");
+    // The appliance did try to answer the forgeries: its budget suppressed probes.
+    let limited: u64 = stats
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("probes_limited="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(limited > 0, "{report}");
+    // The real peer was served throughout.
+    let ping_out = String::from_utf8_lossy(&pinged.stdout).to_string();
+    let received: u32 = ping_out
+        .split(',')
+        .find_map(|f| f.trim().strip_suffix(" received"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        received >= 8,
+        "pings through the tunnel during the flood: {ping_out}\n{report}"
+    );
+}

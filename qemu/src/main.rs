@@ -35,6 +35,11 @@ commands:
   lab FILE              boot a topology file (see qemu/labs/mesh3.lab): one underlay wire,
                         every node's segment on a tap into its own workload namespace,
                         configured by DHCP and SLAAC; prints addresses, Ctrl-C stops it
+  check FILE...         check node files with the image's parser and start-up checks:
+                        every error as FILE:LINE: message (exit 1), else what the node
+                        will do (links, tunnel with its public key, peers)
+  keygen                print a fresh WireGuard key pair (PrivateKey = / PublicKey =)
+      --public            read a private key on stdin, print its public key (wg pubkey)
   test [ARGS...]        install what the tests need (as root, apt-get), then run
                         `cargo test --workspace --release --no-fail-fast [ARGS...]`
   bench [options]       boot time vs a minimal PVH kernel, image size, idle CPU, memory floor
@@ -60,6 +65,8 @@ fn main() -> ExitCode {
         "bench" => cmd::bench::main(&rest),
         "mesh" => cmd::mesh::main(&rest),
         "lab" => cmd::lab::main(&rest),
+        "check" => cmd::check::main(&rest),
+        "keygen" => cmd::keygen::main(&rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -116,7 +116,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                         target_addr,
                         lladdr: Some(mac.into()),
                     };
-                    self.send_ndp(i, target_addr, to, to_mac, na);
+                    let _ = self.send_ndp(i, target_addr, to, to_mac, na);
                 }
             }
             NdiscRepr::NeighborAdvert {
@@ -155,6 +155,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         true
     }
 
+    /// Sends an NDP message on link `i`; `false` if the NIC did not take it.
     pub(super) fn send_ndp(
         &mut self,
         i: usize,
@@ -162,12 +163,12 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         dst: Ipv6Address,
         dst_mac: EthernetAddress,
         repr: NdiscRepr,
-    ) {
+    ) -> bool {
         let icmp = Icmpv6Repr::Ndisc(repr);
         let len = icmp.buffer_len();
         let mut buf = [0u8; 128];
         if IPV6_HEADER + len > buf.len() {
-            return;
+            return false;
         }
         write_ipv6(&mut buf, src, dst, IpProtocol::Icmpv6, len, 255);
         icmp.emit(
@@ -176,7 +177,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             &mut Icmpv6Packet::new_unchecked(&mut buf[IPV6_HEADER..IPV6_HEADER + len]),
             &ChecksumCapabilities::default(),
         );
-        self.links[i].transmit(dst_mac, EthernetProtocol::Ipv6, &buf[..IPV6_HEADER + len]);
+        self.links[i].transmit(dst_mac, EthernetProtocol::Ipv6, &buf[..IPV6_HEADER + len])
     }
 
     pub(super) fn send_ra(&mut self, i: usize) {
@@ -264,7 +265,8 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         true
     }
 
-    /// Asks who has `hop` on link `j` (ARP request or neighbour solicitation).
+    /// Asks who has `hop` on link `j` (ARP request or neighbour solicitation); the caller
+    /// took the probe's token from the link's budget. Counted when sent.
     pub(super) fn probe(&mut self, j: usize, hop: IpAddress) {
         let link = &mut self.links[j];
         match hop {
@@ -289,7 +291,9 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 };
                 let mut buf = [0u8; 28];
                 req.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
-                link.transmit(EthernetAddress::BROADCAST, EthernetProtocol::Arp, &buf);
+                if link.transmit(EthernetAddress::BROADCAST, EthernetProtocol::Arp, &buf) {
+                    self.counters.neighbor_probes += 1;
+                }
             }
             IpAddress::Ipv6(a) => {
                 let sn = solicited_node(a);
@@ -298,7 +302,9 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                     target_addr: a,
                     lladdr: Some(link.mac.into()),
                 };
-                self.send_ndp(j, src, sn, multicast_mac(sn), ns);
+                if self.send_ndp(j, src, sn, multicast_mac(sn), ns) {
+                    self.counters.neighbor_probes += 1;
+                }
             }
         }
     }

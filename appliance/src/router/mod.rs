@@ -88,8 +88,11 @@ pub enum Discard {
     TtlExceeded,
     /// Larger than the next hop's MTU with DF set (IPv4) or any IPv6 packet.
     TooBig,
-    /// The next hop never answered ARP/NDP, or waited too long.
+    /// The next hop never answered ARP/NDP, or waited too long, or the neighbour cache
+    /// was full of neighbours in use or awaiting answers.
     NeighborUnreachable,
+    /// The next hop failed to answer recently: dropped at once, without a new probe.
+    NeighborFailed,
     /// The pool of packets waiting for a neighbour overflowed.
     HoldOverflow,
     /// The NIC's transmit ring was full.
@@ -108,7 +111,7 @@ pub enum Discard {
 }
 
 /// Every [`Discard`], in counter order.
-pub const ALL_DROPS: [Discard; 15] = [
+pub const ALL_DROPS: [Discard; 16] = [
     Discard::Malformed,
     Discard::NotForUs,
     Discard::Private,
@@ -117,6 +120,7 @@ pub const ALL_DROPS: [Discard; 15] = [
     Discard::TtlExceeded,
     Discard::TooBig,
     Discard::NeighborUnreachable,
+    Discard::NeighborFailed,
     Discard::HoldOverflow,
     Discard::TxFull,
     Discard::LocalFull,
@@ -140,6 +144,10 @@ pub struct Counters {
     /// ICMP errors sent, and those the rate limit suppressed.
     pub icmp_errors: u64,
     pub icmp_suppressed: u64,
+    /// ARP requests and neighbour solicitations sent, and those the links' probe budgets
+    /// suppressed.
+    pub neighbor_probes: u64,
+    pub probes_suppressed: u64,
     /// DHCP replies sent and router advertisements sent.
     pub dhcp_replies: u64,
     pub router_adverts: u64,
@@ -365,10 +373,11 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
     }
 
     /// What the router did, with the local stack's packets its queue turned away counted
-    /// as [`Discard::LocalFull`].
+    /// as [`Discard::LocalFull`] and the links' suppressed probes summed.
     pub fn counters(&self) -> Counters {
         let mut c = self.counters;
         c.drops[Discard::LocalFull as usize] += self.local.tx_dropped;
+        c.probes_suppressed = self.links.iter().map(|l| l.neigh.suppressed).sum();
         c
     }
 
@@ -986,10 +995,12 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 self.probe(j, hop);
             }
             Lookup::Wait => self.hold(j, hop, pkt),
-            Lookup::Unreachable => {
-                let n = self.pending.drop_for(j, hop) + 1;
+            Lookup::Failed => {
+                let n = self.pending.drop_for(j, hop);
                 self.counters.drops[Discard::NeighborUnreachable as usize] += n;
+                self.count(Discard::NeighborFailed);
             }
+            Lookup::Full => self.count(Discard::NeighborUnreachable),
         }
     }
 
@@ -1021,7 +1032,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         for (j, hop) in hops {
             match self.links[j].neigh.lookup(hop, self.now) {
                 Lookup::Probe => self.probe(j, hop),
-                Lookup::Unreachable => {
+                Lookup::Failed | Lookup::Full => {
                     let n = self.pending.drop_for(j, hop);
                     self.counters.drops[Discard::NeighborUnreachable as usize] += n;
                 }

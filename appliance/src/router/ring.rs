@@ -75,6 +75,8 @@ pub struct Pending {
 
 /// How long a packet waits for its next hop before it is dropped.
 pub const HOLD_TIME: Duration = Duration::from_secs(3);
+/// Packets held for one next hop at most.
+pub const PER_HOP: usize = 4;
 
 impl Pending {
     pub fn new(n: usize) -> Pending {
@@ -84,22 +86,34 @@ impl Pending {
         }
     }
 
-    /// Holds `packet` for `hop` on `link`. When every slot is taken the oldest packet gives
-    /// way; returns `true` if one did (the caller counts the drop).
+    /// Holds `packet` for `hop` on `link`. A hop with [`PER_HOP`] packets already waiting
+    /// gives up its oldest one (as Linux's `unres_qlen`), so one unresolved address cannot
+    /// take the whole pool; when every slot is taken the oldest packet gives way. Returns
+    /// `true` if a packet was dropped (the caller counts it).
     pub fn hold(&mut self, link: usize, hop: IpAddress, packet: &[u8], now: Instant) -> bool {
         if packet.len() > MAX_PACKET {
             return true;
         }
-        let (i, evicted) = match self.held.iter().position(Option::is_none) {
-            Some(i) => (i, false),
-            None => {
-                let oldest = self
-                    .held
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, h)| h.map(|h| h.since))
-                    .map_or(0, |(i, _)| i);
-                (oldest, true)
+        let oldest = |only_hop: bool| {
+            self.held
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.map(|h| (h.since, i, h)))
+                .filter(|(_, _, h)| !only_hop || (h.link == link && h.hop == hop))
+                .min_by_key(|(since, _, _)| *since)
+                .map_or(0, |(_, i, _)| i)
+        };
+        let same = self
+            .held
+            .iter()
+            .filter(|h| matches!(h, Some(h) if h.link == link && h.hop == hop))
+            .count();
+        let (i, evicted) = if same >= PER_HOP {
+            (oldest(true), true)
+        } else {
+            match self.held.iter().position(Option::is_none) {
+                Some(i) => (i, false),
+                None => (oldest(false), true),
             }
         };
         self.slots[i][..packet.len()].copy_from_slice(packet);
@@ -201,5 +215,33 @@ mod tests {
         assert!(matches!(&out[..1], b"b" | b"c"));
         assert_eq!(p.expire(t + HOLD_TIME + Duration::from_millis(5)), 1);
         assert_eq!(p.find(0, hop), None);
+    }
+
+    #[test]
+    fn one_hop_holds_at_most_its_share_of_the_pool() {
+        let a = IpAddress::Ipv4(Ipv4Address::new(10, 0, 0, 1));
+        let b = IpAddress::Ipv4(Ipv4Address::new(10, 0, 0, 2));
+        let mut p = Pending::new(8);
+        let t = Instant::from_secs(1);
+        let mut dropped = 0;
+        for k in 0..20u8 {
+            dropped += u32::from(p.hold(0, a, &[k], t + Duration::from_millis(k.into())));
+        }
+        assert_eq!(dropped, 20 - PER_HOP as u32);
+        // The newest PER_HOP packets of `a` are kept, and the rest of the pool is free.
+        let mut out = [0u8; 4];
+        let mut kept = alloc::vec::Vec::new();
+        while let Some(i) = p.find(0, a) {
+            p.take(i, &mut out);
+            kept.push(out[0]);
+        }
+        kept.sort();
+        assert_eq!(kept, [16, 17, 18, 19]);
+        for k in 0..PER_HOP as u8 {
+            p.hold(0, a, &[k], t);
+        }
+        for k in 0..4u8 {
+            assert!(!p.hold(0, b, &[k], t), "b's packet {k} pushed out another");
+        }
     }
 }

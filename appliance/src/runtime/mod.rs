@@ -352,13 +352,15 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         let r = self.router.counters();
         let _ = write!(
             out,
-            " router fwd={} local_in={} local_out={} icmp_err={} dhcp={} ra={} drops={}",
+            " router fwd={} local_in={} local_out={} icmp_err={} dhcp={} ra={} probes={} probes_limited={} drops={}",
             r.forwarded,
             r.local_in,
             r.local_out,
             r.icmp_errors,
             r.dhcp_replies,
             r.router_adverts,
+            r.neighbor_probes,
+            r.probes_suppressed,
             r.total_drops()
         );
         for d in ALL_DROPS {
@@ -396,6 +398,8 @@ mod tests;
 
 #[cfg(test)]
 mod mesh_tests;
+#[cfg(test)]
+mod neigh_tests;
 #[cfg(test)]
 mod routing_tests;
 #[cfg(test)]

@@ -164,8 +164,9 @@ impl Net {
                 }
             }
             let now = self.t_us;
-            let (due, later): (Vec<_>, Vec<_>) =
-                core::mem::take(&mut self.flight).into_iter().partition(|f| f.0 <= now);
+            let (due, later): (Vec<_>, Vec<_>) = core::mem::take(&mut self.flight)
+                .into_iter()
+                .partition(|f| f.0 <= now);
             self.flight = later;
             for (_, to, f) in due {
                 self.wan[to as usize - 1].borrow_mut().rx.push_back(f);

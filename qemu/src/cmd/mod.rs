@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod build;
+pub mod check;
 pub mod demo;
+pub mod keygen;
 pub mod lab;
 pub mod mesh;
 pub mod run;
