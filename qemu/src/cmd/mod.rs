@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod build;
 pub mod demo;
+pub mod iso;
 pub mod lab;
 pub mod mesh;
 pub mod run;
