@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode, Stdio};
 use vdcnet_qemu::{is_root, workspace_root, IMAGE_TARGET};
 
 /// Debian packages the tests use, with a command each provides (for non-Debian hosts).
-const PACKAGES: [(&str, &str); 10] = [
+const PACKAGES: [(&str, &str); 16] = [
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("iputils-ping", "ping"),
     ("iproute2", "ip"),
@@ -19,6 +19,14 @@ const PACKAGES: [(&str, &str); 10] = [
     ("busybox", "busybox"),
     // tests/lab.rs writes raw malformed frames from a workload namespace (AF_PACKET).
     ("python3", "python3"),
+    // tests/iso.rs: `vdcnet iso` makes a hybrid image with GRUB for BIOS and UEFI
+    // (grub-mkrescue, xorriso, mtools) and boots it under OVMF as well as SeaBIOS.
+    ("grub-common", "grub-mkrescue"),
+    ("grub-pc-bin", "grub-mkrescue"),
+    ("grub-efi-amd64-bin", "grub-mkrescue"),
+    ("xorriso", "xorriso"),
+    ("mtools", "mcopy"),
+    ("ovmf", "qemu-system-x86_64"),
 ];
 
 fn quiet(cmd: &mut Command) -> Option<std::process::Output> {
