@@ -362,7 +362,7 @@ mod tests {
     #[test]
     fn grub_cfg_prefers_the_partition_with_this_serial_and_boots_at_once() {
         let cfg = grub_cfg(0x1234_abcd, "vdcnet.stats=10", 0);
-        assert!(cfg.contains("search --no-floppy --fs-uuid --set=vdcnet_part 1234-abcd\n"));
+        assert!(cfg.contains("search --no-floppy --fs-uuid --set=vdcnet_part 1234-abcd; then\n"));
         assert!(cfg.contains("set vdcnet_node=($vdcnet_part)/node.conf"));
         assert!(cfg.contains("set vdcnet_node=/boot/node.conf"));
         assert!(cfg.contains("set timeout=0\n"));
