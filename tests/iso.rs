@@ -43,7 +43,8 @@ fn shared_iso() -> &'static Iso {
         let opts = IsoOptions {
             image: ok(vdcnet_qemu::image()),
             config: NODE.to_string(),
-            append: String::new(),
+            // The command line GRUB passes: the appliance pings the namespace's end too.
+            append: "vdcnet.ping=10.0.2.2".to_string(),
             timeout_secs: 0,
         };
         ok(iso::build(&opts, &out))
@@ -73,8 +74,8 @@ fn boot(name: &str, firmware: Firmware, medium: Medium) -> Vm {
 }
 
 /// Waits for ready, checks that GRUB (multiboot2) booted the appliance with the node file
-/// from `node_from` (a substring of GRUB's `vdcnet: grub: node file ...` line) and that
-/// it answers a ping at `addr`.
+/// from `node_from` (a substring of GRUB's `vdcnet: grub: node file ...` line) and the
+/// image's command line, and that it answers a ping at `addr`.
 fn assert_boots_and_answers(vm: &Vm, node_from: &str, addr: &str) {
     ok(vm.wait_for_line(READY, BOOT_TIMEOUT));
     let grub = ok(vm.wait_for_line("vdcnet: grub: node file ", TIMEOUT));
@@ -100,6 +101,10 @@ fn assert_boots_and_answers(vm: &Vm, node_from: &str, addr: &str) {
     let ip: IpAddr = addr.parse().unwrap();
     let out = ok(ns.ping(ip, TIMEOUT).map_err(|e| vm.fail(e)));
     assert!(out.contains("1 received"), "{out}\n{}", vm.evidence());
+    // `vdcnet.ping=10.0.2.2` from grub.cfg's multiboot2 line: the appliance's own pings
+    // of the namespace get replies.
+    let reply = ok(vm.wait_for_line("vdcnet: ping 10.0.2.2 seq=", TIMEOUT));
+    assert!(reply.ends_with("reply"), "{reply}\n{}", vm.evidence());
 }
 
 #[test]

@@ -104,14 +104,12 @@ pub fn missing_packages_in(path: &std::ffi::OsStr, root: &Path) -> Vec<&'static 
 
 /// The Debian packages missing on this host for [`build`] (empty when all is there).
 pub fn missing_packages() -> Vec<&'static str> {
-    let mut path = std::env::var_os("PATH").unwrap_or_default();
-    // Debian keeps some tools in sbin directories that a user's PATH may lack.
-    path.push(":/usr/sbin:/sbin");
+    let path = std::env::var_os("PATH").unwrap_or_default();
     missing_packages_in(&path, Path::new("/"))
 }
 
 /// Fails naming the missing packages (and how to install them), if any.
-fn check_tools() -> Result<()> {
+pub fn check_tools() -> Result<()> {
     let missing = missing_packages();
     if missing.is_empty() {
         return Ok(());

@@ -79,8 +79,9 @@ pub fn main(args: &[String]) -> CmdResult {
         println!("{}", target.display());
         return Ok(ExitCode::SUCCESS);
     }
-    // Fail on a bad node file before spending time on the build.
+    // Fail on a bad node file or a missing tool before spending time on the build.
     iso::check_config(&config)?;
+    iso::check_tools()?;
     let image = build_image(BuildOutput::Show)?;
     let made = iso::build(
         &IsoOptions {
