@@ -792,6 +792,21 @@ mod tests {
     }
 
     #[test]
+    fn a_vm_booting_a_drive_refuses_a_config_or_command_line_of_its_own() {
+        let cd = || Medium::Cdrom("/nonexistent.iso".into());
+        for builder in [
+            Vm::builder("c").boot_from(cd()).config("[Link]\n"),
+            Vm::builder("a").boot_from(cd()).append("vdcnet.stats=10"),
+            Vm::builder("m").boot_from(cd()).machine(Machine::Microvm),
+        ] {
+            match builder.spawn() {
+                Ok(_) => panic!("spawned a VM the builder should have refused"),
+                Err(e) => assert_eq!(e.kind(), ErrorKind::Spawn, "{e}"),
+            }
+        }
+    }
+
+    #[test]
     fn shell_quote_leaves_plain_args_and_quotes_the_rest() {
         assert_eq!(
             shell_quote("virtio-net-pci,netdev=n0"),
