@@ -210,6 +210,10 @@ fn probe_nics(rsdp: Option<u64>, mmio_irqs: &[(usize, u32)]) -> Vec<VirtioNic> {
         let reader = unsafe { cam.unsafe_clone() };
         let mut root = PciRoot::new(cam);
         for nf in vdcnet_hal::pci::find_virtio_net(&mut root, &reader, MAX_NICS) {
+            if let Err(e) = map_high_bars(&mut root, &nf) {
+                println!("vdcnet: warning: virtio-net at {}: {e:?}", nf.function);
+                continue;
+            }
             match VirtioNic::new_pci(&mut root, &reader, &nf) {
                 Ok(n) => nics.push(n),
                 Err(e) => println!("vdcnet: warning: virtio-net at {}: {e:?}", nf.function),
@@ -230,6 +234,35 @@ fn probe_nics(rsdp: Option<u64>, mmio_irqs: &[(usize, u32)]) -> Vec<VirtioNic> {
         defmt::info!("nic{=usize}: {=[u8]:02x}", i, m[..]);
     }
     nics
+}
+
+/// Identity-maps the memory BARs of `nf` that the firmware placed above 4 GiB (OVMF does,
+/// for 64-bit BARs), which the entry code's page tables do not cover.
+fn map_high_bars<C: ConfigurationAccess>(
+    root: &mut PciRoot<C>,
+    nf: &vdcnet_hal::pci::NetFunction,
+) -> Result<(), arch::MapError> {
+    let Ok(bars) = root.bars(nf.function) else {
+        // The transport reads the BARs again and reports what is wrong with them.
+        return Ok(());
+    };
+    for (address, size) in bars
+        .iter()
+        .flatten()
+        .filter_map(|b| b.memory_address_size())
+    {
+        if address.saturating_add(size) > 1 << 32 {
+            // SAFETY: the range is a BAR of this PCI function: device memory, mapped
+            // nowhere else; interrupts are off and only this code edits the page tables.
+            unsafe { arch::map_identity(address, size)? };
+            defmt::info!(
+                "mapped BAR {=u64:#x} (+{=u64:#x}) above 4 GiB",
+                address,
+                size
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Sends every NIC's interrupt to the CPU: 8259 lines are collected (the event loop

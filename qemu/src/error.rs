@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Exited,
     /// A host-side network step failed (namespace, tap, socket, ping, echo).
     Net,
+    /// Making or editing a bootable image failed (a missing tool, a bad node file).
+    Iso,
     /// Anything else from the host OS.
     Io,
 }

@@ -10,6 +10,9 @@
 //!   [`Wire`] (a software switch shared by several VMs), or a [`Tap`] whose far end is a
 //!   fresh network namespace ([`Netns`]) where real tools run.
 //! - [`tcp_echo`] and [`Netns::ping`] talk to an appliance's services.
+//! - [`iso::build`] makes a hybrid BIOS/UEFI image (CD, USB stick, disk) with the node
+//!   file in a FAT partition that can be edited afterwards; [`VmBuilder::boot_from`] and
+//!   [`VmBuilder::firmware`] boot such a [`Medium`] under SeaBIOS or OVMF.
 //! - [`mesh::MeshPlan`] generates the node files of a WireGuard full mesh, and
 //!   [`lab::Lab`] boots one from a topology: an underlay wire with per-node
 //!   [`LinkPolicy`] (cut, delay, jitter, loss, reordering) and a workload namespace behind
@@ -33,9 +36,11 @@
 #![warn(missing_docs)]
 
 mod defmt_log;
+mod drive;
 mod error;
 mod host;
 mod image;
+pub mod iso;
 pub mod lab;
 mod lines;
 mod machine;
@@ -47,6 +52,7 @@ mod vm;
 mod wire;
 
 pub use defmt_log::LogTable;
+pub use drive::{Firmware, Medium};
 pub use error::{Error, ErrorKind, Result};
 pub use host::{free_tcp_port, free_udp_port, is_root, run, run_command, TempDir};
 pub use image::{

@@ -32,6 +32,16 @@ commands:
       --underlay A.B.C.0  the WAN /24 (default 192.168.100.0); node i is A.B.C.i
       --port P            WireGuard port (default 51820)
       --keepalive S       PersistentKeepalive on every peer (default 25; 0 = off)
+  iso [options]         make a hybrid image (GRUB for BIOS and UEFI) to boot as a CD or to
+                        write to a USB stick or disk with dd; the node file sits in a FAT
+                        partition (label VDCNET) that GRUB prefers, editable afterwards;
+                        prints the image's path as the last line
+      --config FILE       node file (default: the image's built-in default); checked first
+      --out FILE          where to write the image (default vdcnet.iso)
+      --append STR        kernel command line for GRUB's entry (repeatable)
+      --timeout S         seconds GRUB's menu waits (default 0: boots at once)
+      --update IMAGE      with --config: replace the node file in an image made by
+                          `vdcnet iso`, or on a stick flashed with it (/dev/sdX)
   lab FILE              boot a topology file (see qemu/labs/mesh3.lab): one underlay wire,
                         every node's segment on a tap into its own workload namespace,
                         configured by DHCP and SLAAC; prints addresses, Ctrl-C stops it
@@ -67,6 +77,7 @@ fn main() -> ExitCode {
         "lab" => cmd::lab::main(&rest),
         "check" => cmd::check::main(&rest),
         "keygen" => cmd::keygen::main(&rest),
+        "iso" => cmd::iso::main(&rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@
 //! namespaces) go with it.
 
 use crate::defmt_log::{self, LogTable};
+use crate::drive::{Firmware, Medium};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::TempDir;
 use crate::image;
@@ -71,6 +72,8 @@ pub struct VmBuilder {
     image: Option<PathBuf>,
     echo: Echo,
     accel: Accel,
+    medium: Option<Medium>,
+    firmware: Firmware,
 }
 
 enum ConfigSource {
@@ -207,6 +210,8 @@ impl Vm {
             image: None,
             echo: Echo::from_env(),
             accel: Accel::from_env(),
+            medium: None,
+            firmware: Firmware::default(),
         }
     }
 }
@@ -269,9 +274,44 @@ impl VmBuilder {
         self
     }
 
+    /// Boots the firmware from this drive instead of loading the image with `-kernel`:
+    /// the drive's boot loader brings the node file and the command line, so
+    /// [`config`](Self::config) and [`append`](Self::append) are refused with it. The
+    /// image given to [`image`](Self::image) (or built) still decodes the defmt log, so it
+    /// should be the one on the drive.
+    pub fn boot_from(mut self, medium: Medium) -> Self {
+        self.medium = Some(medium);
+        self
+    }
+
+    /// The firmware (default SeaBIOS); matters when booting from a drive.
+    pub fn firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = firmware;
+        self
+    }
+
     /// Starts QEMU and returns as soon as it runs (taps already moved into their
     /// namespaces); it does not wait for the appliance to be ready.
     pub fn spawn(self) -> Result<Vm> {
+        if self.medium.is_some() && (self.config.is_some() || !self.append.is_empty()) {
+            return Err(Error::new(
+                ErrorKind::Spawn,
+                format!(
+                    "vm `{}`: a VM booting from a drive takes its node file and command line from the drive",
+                    self.name
+                ),
+            ));
+        }
+        if self.medium.is_some() && self.machine == Machine::Microvm {
+            return Err(Error::new(
+                ErrorKind::Spawn,
+                format!(
+                    "vm `{}`: microvm has no firmware to boot a drive",
+                    self.name
+                ),
+            ));
+        }
+        let firmware_args = self.firmware.qemu_args()?;
         let image = match &self.image {
             Some(p) => p.clone(),
             None => image::image()?,
@@ -321,16 +361,22 @@ impl VmBuilder {
         }
         arg("-device");
         arg("isa-debug-exit,iobase=0xf4,iosize=4");
-        arg("-kernel");
-        arg(&image.to_string_lossy());
-        if let Some(config) = &config {
-            arg("-initrd");
-            arg(&config.to_string_lossy());
+        args.extend(firmware_args);
+        if let Some(medium) = &self.medium {
+            args.extend(medium.qemu_args());
+        } else {
+            args.push("-kernel".into());
+            args.push(image.to_string_lossy().into_owned());
+            if let Some(config) = &config {
+                args.push("-initrd".into());
+                args.push(config.to_string_lossy().into_owned());
+            }
+            if !self.append.is_empty() {
+                args.push("-append".into());
+                args.push(self.append.join(" "));
+            }
         }
-        if !self.append.is_empty() {
-            arg("-append");
-            arg(&self.append.join(" "));
-        }
+        let mut arg = |a: &str| args.push(a.to_string());
         arg("-chardev");
         arg(&format!("socket,id=con,path={}", console_sock.display()));
         arg("-serial");
@@ -743,6 +789,21 @@ mod tests {
     fn sanitize_keeps_names_usable_in_paths_and_qemu_options() {
         assert_eq!(sanitize("reboot-1"), "reboot-1");
         assert_eq!(sanitize("a,b/c d"), "a-b-c-d");
+    }
+
+    #[test]
+    fn a_vm_booting_a_drive_refuses_a_config_or_command_line_of_its_own() {
+        let cd = || Medium::Cdrom("/nonexistent.iso".into());
+        for builder in [
+            Vm::builder("c").boot_from(cd()).config("[Link]\n"),
+            Vm::builder("a").boot_from(cd()).append("vdcnet.stats=10"),
+            Vm::builder("m").boot_from(cd()).machine(Machine::Microvm),
+        ] {
+            match builder.spawn() {
+                Ok(_) => panic!("spawned a VM the builder should have refused"),
+                Err(e) => assert_eq!(e.kind(), ErrorKind::Spawn, "{e}"),
+            }
+        }
     }
 
     #[test]

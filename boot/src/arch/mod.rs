@@ -7,6 +7,9 @@ use core::ptr::addr_of;
 
 global_asm!(include_str!("entry.S"), options(att_syntax));
 
+mod highmap;
+pub use highmap::{map_identity, MapError};
+
 extern "C" {
     static exception_stubs: [u64; 32];
     static irq_stubs: [u64; 15];

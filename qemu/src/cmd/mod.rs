@@ -4,6 +4,7 @@ pub mod bench;
 pub mod build;
 pub mod check;
 pub mod demo;
+pub mod iso;
 pub mod keygen;
 pub mod lab;
 pub mod mesh;

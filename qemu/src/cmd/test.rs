@@ -5,8 +5,9 @@ use super::CmdResult;
 use std::process::{Command, ExitCode, Stdio};
 use vdcnet_qemu::{is_root, workspace_root, IMAGE_TARGET};
 
-/// Debian packages the tests use, with a command each provides (for non-Debian hosts).
-const PACKAGES: [(&str, &str); 11] = [
+/// Debian packages the tests use, with a command each provides, or an absolute path for
+/// packages without one (checked instead on non-Debian hosts).
+const PACKAGES: [(&str, &str); 17] = [
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("iputils-ping", "ping"),
     ("iproute2", "ip"),
@@ -21,6 +22,14 @@ const PACKAGES: [(&str, &str); 11] = [
     ("python3", "python3"),
     // tests/babel.rs: the routing core against a real Babel router.
     ("babeld", "babeld"),
+    // tests/iso.rs: `vdcnet iso` makes a hybrid image with GRUB for BIOS and UEFI
+    // (grub-mkrescue, xorriso, mtools) and boots it under OVMF as well as SeaBIOS.
+    ("grub-common", "grub-mkrescue"),
+    ("grub-pc-bin", "/usr/lib/grub/i386-pc"),
+    ("grub-efi-amd64-bin", "/usr/lib/grub/x86_64-efi"),
+    ("xorriso", "xorriso"),
+    ("mtools", "mcopy"),
+    ("ovmf", "/usr/share/ovmf/OVMF.fd"),
 ];
 
 fn quiet(cmd: &mut Command) -> Option<std::process::Output> {
@@ -34,6 +43,9 @@ fn dpkg_installed(package: &str) -> bool {
 }
 
 fn on_path(command: &str) -> bool {
+    if command.starts_with('/') {
+        return std::path::Path::new(command).exists();
+    }
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
         || ["/usr/sbin", "/sbin"]
