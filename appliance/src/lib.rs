@@ -6,6 +6,8 @@
 //!
 //! - [`config`]: parse the node file (`[Link]`, `[Interface]`, `[Peer]`), collecting every
 //!   error with its line number.
+//! - [`metrics`]: the Prometheus metrics service (exposition renderer, HTTP on the local
+//!   stack).
 //! - [`router`]: the forwarding plane over every NIC, the tunnel and the local stack.
 //! - [`runtime`]: the appliance proper: the router, the local stack and its services.
 //! - [`tunnel`]: the WireGuard protocol, sans-I/O.
@@ -16,6 +18,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod config;
+pub mod metrics;
 pub mod router;
 pub mod runtime;
 pub mod tunnel;

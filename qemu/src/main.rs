@@ -35,6 +35,8 @@ commands:
   lab FILE              boot a topology file (see qemu/labs/mesh3.lab): one underlay wire,
                         every node's segment on a tap into its own workload namespace,
                         configured by DHCP and SLAAC; prints addresses, Ctrl-C stops it
+  status URL            a wg show-like view of a running appliance from its metrics
+                        (URL like http://10.20.1.1:9100/metrics; port and path optional)
   test [ARGS...]        install what the tests need (as root, apt-get), then run
                         `cargo test --workspace --release --no-fail-fast [ARGS...]`
   bench [options]       boot time vs a minimal PVH kernel, image size, idle CPU, memory floor
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         "bench" => cmd::bench::main(&rest),
         "mesh" => cmd::mesh::main(&rest),
         "lab" => cmd::lab::main(&rest),
+        "status" => cmd::status::main(&rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -32,6 +32,11 @@
 //! Endpoint = 192.0.2.11:51820       # optional; [fd00::1]:51820 for IPv6; no DNS names
 //! AllowedIPs = 10.20.2.0/24         # repeatable
 //! PersistentKeepalive = 25          # optional; 0 or "off" disables it
+//!
+//! [Metrics]                         # optional: the Prometheus metrics service
+//! Enabled = yes                     # optional, default yes
+//! Listen = 10.20.1.1:9100           # optional, repeatable; default: port 9100 on every
+//!                                   # segment and [Interface] address
 //! ```
 //!
 //! Comments start with `#` or `;`, on their own line or after a value. Section and key
@@ -44,13 +49,14 @@
 //! never yields a [`Config`]: the appliance does not boot half-configured.
 //!
 //! Files: `lines` (line splitting, comments, headers), `values` (one value at a time),
-//! `parser` (the pass over the file), `link` / `interface` / `peer` (one section kind
-//! each), `shared` (what they have in common), `keys` (WireGuard keys).
+//! `parser` (the pass over the file), `link` / `interface` / `peer` / `metrics` (one
+//! section kind each), `shared` (what they have in common), `keys` (WireGuard keys).
 
 mod interface;
 mod keys;
 mod lines;
 mod link;
+mod metrics;
 mod parser;
 mod peer;
 mod shared;
@@ -68,6 +74,7 @@ use smoltcp::wire::{
 
 pub use keys::{PublicKey, SecretKey, KEY_BASE64_LEN, KEY_LEN};
 pub use lines::MAX_LINE_LEN;
+pub use metrics::{DEFAULT_METRICS_PORT, MAX_METRICS_LISTEN};
 
 /// The largest config file accepted, in bytes.
 pub const MAX_CONFIG_LEN: usize = 64 * 1024;
@@ -125,6 +132,20 @@ pub struct Config {
     pub interface: Option<InterfaceConfig>,
     /// The tunnel's peers, in file order; empty without an `[Interface]`.
     pub peers: Vec<PeerConfig>,
+    /// The `[Metrics]` section, if the file has one; see [`Config::metrics_listen`].
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The `[Metrics]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `Enabled = no` turns the service off.
+    pub enabled: bool,
+    /// `Listen` endpoints with the line of each; each address is one of the appliance's.
+    /// Empty: the default endpoints.
+    pub listen: Vec<((IpAddress, u16), usize)>,
+    /// Line of the `[Metrics]` header.
+    pub line: usize,
 }
 
 /// One `[Link]` section: the appliance's addresses on one NIC.
@@ -251,6 +272,27 @@ impl Config {
             }],
             interface: None,
             peers: Vec::new(),
+            metrics: None,
+        }
+    }
+
+    /// Where the metrics service listens: the `[Metrics]` `Listen` endpoints if given;
+    /// otherwise (also without a `[Metrics]` section) port [`DEFAULT_METRICS_PORT`] on
+    /// every segment address and every `[Interface]` address, never on an underlay
+    /// address; nothing with `Enabled = no`. IPv6 link-local addresses are not served.
+    pub fn metrics_listen(&self) -> Vec<(IpAddress, u16)> {
+        match &self.metrics {
+            Some(m) if !m.enabled => Vec::new(),
+            Some(m) if !m.listen.is_empty() => m.listen.iter().map(|(e, _)| *e).collect(),
+            _ => self
+                .links
+                .iter()
+                .filter(|l| l.role == Role::Segment)
+                .flat_map(|l| l.addresses.iter())
+                .chain(self.interface.iter().flat_map(|i| i.addresses.iter()))
+                .map(|c| (c.address(), DEFAULT_METRICS_PORT))
+                .filter(|(a, _)| !matches!(a, IpAddress::Ipv6(v6) if v6.is_unicast_link_local()))
+                .collect(),
         }
     }
 }

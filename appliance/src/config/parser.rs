@@ -14,11 +14,12 @@ use alloc::vec::Vec;
 use super::interface::InterfaceBuilder;
 use super::lines::{lines, BadLine, Line};
 use super::link::LinkBuilder;
+use super::metrics::{self, MetricsBuilder};
 use super::peer::PeerBuilder;
 use super::shared::Seen;
 use super::{
-    Config, ConfigError, InterfaceConfig, LinkConfig, PeerConfig, MAX_CONFIG_LEN, MAX_LINKS,
-    MAX_PEERS,
+    Config, ConfigError, InterfaceConfig, LinkConfig, MetricsConfig, PeerConfig, MAX_CONFIG_LEN,
+    MAX_LINKS, MAX_PEERS,
 };
 
 pub(super) fn parse(text: &[u8]) -> Result<Config, Vec<ConfigError>> {
@@ -56,6 +57,7 @@ enum Section {
     Link(LinkBuilder),
     Interface(InterfaceBuilder),
     Peer(PeerBuilder),
+    Metrics(MetricsBuilder),
 }
 
 #[derive(Default)]
@@ -72,6 +74,8 @@ struct Parser {
     peer_headers: usize,
     first_peer_header: Option<usize>,
     peers: Vec<PeerConfig>,
+    metrics_header: Option<usize>,
+    metrics: Option<MetricsConfig>,
 }
 
 impl Parser {
@@ -86,7 +90,7 @@ impl Parser {
             self.section = Section::Skip;
         } else {
             match &mut self.section {
-                Section::None | Section::Skip => {}
+                Section::None | Section::Skip | Section::Metrics(_) => {}
                 Section::Link(link) => link.damaged = true,
                 Section::Interface(interface) => interface.damaged = true,
                 Section::Peer(peer) => peer.damaged = true,
@@ -132,10 +136,27 @@ impl Parser {
                     .error(line, format!("more than {MAX_PEERS} [Peer] sections"));
             }
             Section::Peer(PeerBuilder::new(line, keep))
+        } else if name.eq_ignore_ascii_case("Metrics") {
+            let keep = match self.metrics_header {
+                Some(first) => {
+                    self.seen.error(
+                        line,
+                        format!("second [Metrics] section; there can be only one (the first is at line {first})"),
+                    );
+                    false
+                }
+                None => {
+                    self.metrics_header = Some(line);
+                    true
+                }
+            };
+            Section::Metrics(MetricsBuilder::new(line, keep))
         } else {
             self.seen.error(
                 line,
-                format!("unknown section [{name}]; expected [Link], [Interface] or [Peer]"),
+                format!(
+                    "unknown section [{name}]; expected [Link], [Interface], [Peer] or [Metrics]"
+                ),
             );
             Section::Skip
         };
@@ -152,6 +173,7 @@ impl Parser {
             Section::Link(link) => link.entry(seen, line, key, value),
             Section::Interface(interface) => interface.entry(seen, line, key, value),
             Section::Peer(peer) => peer.entry(seen, line, key, value),
+            Section::Metrics(m) => m.entry(seen, line, key, value),
         }
     }
 
@@ -171,6 +193,11 @@ impl Parser {
             Section::Peer(peer) => {
                 if let Some(peer) = peer.finish(&mut self.seen) {
                     self.peers.push(peer);
+                }
+            }
+            Section::Metrics(m) => {
+                if let Some(m) = m.finish() {
+                    self.metrics = Some(m);
                 }
             }
         }
@@ -193,6 +220,9 @@ impl Parser {
                 String::from("[Peer] without an [Interface] section to belong to"),
             );
         }
+        if let Some(m) = &self.metrics {
+            metrics::check_addresses(&mut self.seen, m);
+        }
         if !self.seen.errors.is_empty() {
             return Err(self.seen.errors.into_sorted());
         }
@@ -200,6 +230,7 @@ impl Parser {
             links: self.links,
             interface: self.interface,
             peers: self.peers,
+            metrics: self.metrics,
         })
     }
 }

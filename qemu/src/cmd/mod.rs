@@ -6,6 +6,7 @@ pub mod demo;
 pub mod lab;
 pub mod mesh;
 pub mod run;
+pub mod status;
 pub mod test;
 
 use std::fmt;
