@@ -390,15 +390,19 @@ mod tests {
             "{view}"
         );
         assert!(
-            view.contains("  allowed ips: 10.20.2.0/24, fd20:ab:cd:2::/64\n"),
+            view.contains("  allowed ips: fd20:ab:cd:2::/64, 10.20.2.0/24\n"),
             "{view}"
         );
         assert!(
             view.contains(" received, ") && view.contains(" sent\n"),
             "{view}"
         );
+        assert!(view.contains("\nroutes:\n"), "{view}");
+        assert!(view.contains("\n  10.20.1.0/24 dev link1\n"), "{view}");
+        let via = format!("\n  10.20.2.0/24 dev wg0 via {peer}\n");
+        assert!(view.contains(&via), "{view}");
         assert!(
-            view.contains("\nroutes:\n  10.20.1.0/24 dev link1\n"),
+            view.contains("  transfer: 84 B received, 84 B sent\n"),
             "{view}"
         );
         assert!(view.contains("\nlinks:\n  link0 underlay "), "{view}");

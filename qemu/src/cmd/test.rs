@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode, Stdio};
 use vdcnet_qemu::{is_root, workspace_root, IMAGE_TARGET};
 
 /// Debian packages the tests use, with a command each provides (for non-Debian hosts).
-const PACKAGES: [(&str, &str); 10] = [
+const PACKAGES: [(&str, &str); 13] = [
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("iputils-ping", "ping"),
     ("iproute2", "ip"),
@@ -19,6 +19,11 @@ const PACKAGES: [(&str, &str); 10] = [
     ("busybox", "busybox"),
     // tests/lab.rs writes raw malformed frames from a workload namespace (AF_PACKET).
     ("python3", "python3"),
+    // tests/metrics.rs: a real Prometheus scrapes the appliance (promtool checks a body),
+    // curl fetches it, socat plugs an underlay host's tap into the lab's switch.
+    ("prometheus", "prometheus"),
+    ("curl", "curl"),
+    ("socat", "socat"),
 ];
 
 fn quiet(cmd: &mut Command) -> Option<std::process::Output> {
