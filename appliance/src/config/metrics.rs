@@ -97,7 +97,15 @@ impl MetricsBuilder {
         Ok(())
     }
 
-    pub(super) fn finish(self) -> Option<MetricsConfig> {
+    pub(super) fn finish(self, seen: &mut Seen) -> Option<MetricsConfig> {
+        if let (Some(false), Some(line), Some((_, listen))) =
+            (self.enabled.value, self.enabled.line, self.listen.first())
+        {
+            seen.error(
+                line,
+                format!("Enabled = no, yet Listen is given at line {listen}; keep one of them"),
+            );
+        }
         self.keep.then(|| MetricsConfig {
             enabled: self.enabled.value.unwrap_or(true),
             listen: self.listen,
@@ -204,6 +212,12 @@ mod tests {
         );
         let c = ok(&alloc::format!("{LINKS}[metrics]\nenabled = no\n"));
         assert_eq!(c.metrics_listen(), vec![]);
+        let e = errors(&alloc::format!(
+            "{LINKS}[Metrics]\nEnabled = no\nListen = 10.20.1.1:9100\n"
+        ));
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert_eq!(e[0].line, 7);
+        assert!(e[0].message.contains("Listen is given at line 8"), "{e:#?}");
     }
 
     #[test]

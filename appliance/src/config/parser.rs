@@ -196,7 +196,7 @@ impl Parser {
                 }
             }
             Section::Metrics(m) => {
-                if let Some(m) = m.finish() {
+                if let Some(m) = m.finish(&mut self.seen) {
                     self.metrics = Some(m);
                 }
             }

@@ -183,14 +183,6 @@ impl Conn {
             Some(_) => now >= self.last_progress + IDLE_TIMEOUT,
         }
     }
-
-    /// When [`Conn::timed_out`] becomes true if nothing happens.
-    pub fn deadline(&self) -> Instant {
-        match self.answer {
-            None => self.opened + HEAD_TIMEOUT,
-            Some(_) => self.last_progress + IDLE_TIMEOUT,
-        }
-    }
 }
 
 #[cfg(test)]
