@@ -4,8 +4,8 @@
 //! the host. Protocol cores here are *sans-I/O*: they take `now` and bytes and return
 //! what to do; they never read a clock or touch a device.
 //!
-//! - [`config`]: parse the node file (`[Link]`, `[Interface]`, `[Peer]`), collecting every
-//!   error with its line number.
+//! - [`config`]: parse the node file (`[Link]`, `[Interface]`, `[Peer]`, `[Metrics]`),
+//!   collecting every error with its line number.
 //! - [`metrics`]: the Prometheus metrics service (exposition renderer, HTTP on the local
 //!   stack).
 //! - [`router`]: the forwarding plane over every NIC, the tunnel and the local stack.
