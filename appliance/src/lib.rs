@@ -4,8 +4,10 @@
 //! the host. Protocol cores here are *sans-I/O*: they take `now` and bytes and return
 //! what to do; they never read a clock or touch a device.
 //!
-//! - [`config`]: parse the node file (`[Link]`, `[Interface]`, `[Peer]`), collecting every
-//!   error with its line number.
+//! - [`config`]: parse the node file (`[Link]`, `[Interface]`, `[Peer]`, `[Metrics]`),
+//!   collecting every error with its line number.
+//! - [`metrics`]: the Prometheus metrics service (exposition renderer, HTTP on the local
+//!   stack).
 //! - [`router`]: the forwarding plane over every NIC, the tunnel and the local stack.
 //! - [`routing`]: Babel (RFC 8966) between appliances over the tunnels, sans-I/O.
 //! - [`runtime`]: the appliance proper: the router, the local stack and its services.
@@ -17,6 +19,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod config;
+pub mod metrics;
 pub mod router;
 pub mod routing;
 pub mod runtime;

@@ -50,6 +50,8 @@ commands:
                         will do (links, tunnel with its public key, peers)
   keygen                print a fresh WireGuard key pair (PrivateKey = / PublicKey =)
       --public            read a private key on stdin, print its public key (wg pubkey)
+  status URL            a wg show-like view of a running appliance from its metrics
+                        (URL like http://10.20.1.1:9100/metrics; port and path optional)
   test [ARGS...]        install what the tests need (as root, apt-get), then run
                         `cargo test --workspace --release --no-fail-fast [ARGS...]`
   bench [options]       boot time vs a minimal PVH kernel, image size, idle CPU, memory floor
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         "check" => cmd::check::main(&rest),
         "keygen" => cmd::keygen::main(&rest),
         "iso" => cmd::iso::main(&rest),
+        "status" => cmd::status::main(&rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -72,7 +72,7 @@ fn classify_line(raw: &[u8]) -> Result<Line<'_>, String> {
         return match rest.strip_suffix(']') {
             Some(name) if !name.contains(['[', ']']) => Ok(Line::Section(name.trim())),
             _ => Err(format!(
-                "malformed section header {text:?}; expected [Link], [Interface] or [Peer]"
+                "malformed section header {text:?}; expected [Link], [Interface], [Peer] or [Metrics]"
             )),
         };
     }

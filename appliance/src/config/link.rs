@@ -291,7 +291,7 @@ impl LinkBuilder {
 }
 
 /// `yes`/`no` (also `true`/`false`, `on`/`off`, `1`/`0`).
-fn yes_no(key: &str, value: &str) -> Result<bool, String> {
+pub(super) fn yes_no(key: &str, value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "yes" | "true" | "on" | "1" => Ok(true),
         "no" | "false" | "off" | "0" => Ok(false),

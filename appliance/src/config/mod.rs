@@ -36,6 +36,11 @@
 //! [Routing]                         # optional, at most one: Babel between appliances
 //! Networks = 10.20.0.0/16, fd20:ab:cd::/48   # the VDC's address plan
 //! HelloInterval = 400               # optional, milliseconds
+//!
+//! [Metrics]                         # optional: the Prometheus metrics service
+//! Enabled = yes                     # optional, default yes
+//! Listen = 10.20.1.1:9100           # optional, repeatable; default: port 9100 on every
+//!                                   # segment and [Interface] address
 //! ```
 //!
 //! Comments start with `#` or `;`, on their own line or after a value. Section and key
@@ -48,13 +53,14 @@
 //! never yields a [`Config`]: the appliance does not boot half-configured.
 //!
 //! Files: `lines` (line splitting, comments, headers), `values` (one value at a time),
-//! `parser` (the pass over the file), `link` / `interface` / `peer` / `routing` (one
-//! section kind each), `shared` (what they have in common), `keys` (WireGuard keys).
+//! `parser` (the pass over the file), `link` / `interface` / `peer` / `routing` /
+//! `metrics` (one section kind each), `shared` (what they have in common), `keys` (WireGuard keys).
 
 mod interface;
 mod keys;
 mod lines;
 mod link;
+mod metrics;
 mod parser;
 mod peer;
 mod routing;
@@ -73,6 +79,7 @@ use smoltcp::wire::{
 
 pub use keys::{PublicKey, SecretKey, KEY_BASE64_LEN, KEY_LEN};
 pub use lines::MAX_LINE_LEN;
+pub use metrics::{DEFAULT_METRICS_PORT, MAX_METRICS_LISTEN};
 
 /// The largest config file accepted, in bytes.
 pub const MAX_CONFIG_LEN: usize = 64 * 1024;
@@ -137,6 +144,8 @@ pub struct Config {
     pub peers: Vec<PeerConfig>,
     /// The routing protocol between appliances, if the node runs it.
     pub routing: Option<RoutingConfig>,
+    /// The `[Metrics]` section, if the file has one; see [`Config::metrics_listen`].
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// The `[Routing]` section: Babel over the tunnel.
@@ -147,6 +156,18 @@ pub struct RoutingConfig {
     /// Hello interval in milliseconds; `None` keeps the protocol's default.
     pub hello_interval_ms: Option<u16>,
     /// Line of the `[Routing]` header.
+    pub line: usize,
+}
+
+/// The `[Metrics]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `Enabled = no` turns the service off.
+    pub enabled: bool,
+    /// `Listen` endpoints with the line of each; each address is one of the appliance's.
+    /// Empty: the default endpoints.
+    pub listen: Vec<((IpAddress, u16), usize)>,
+    /// Line of the `[Metrics]` header.
     pub line: usize,
 }
 
@@ -275,6 +296,27 @@ impl Config {
             interface: None,
             peers: Vec::new(),
             routing: None,
+            metrics: None,
+        }
+    }
+
+    /// Where the metrics service listens: the `[Metrics]` `Listen` endpoints if given;
+    /// otherwise (also without a `[Metrics]` section) port [`DEFAULT_METRICS_PORT`] on
+    /// every segment address and every `[Interface]` address, never on an underlay
+    /// address; nothing with `Enabled = no`. IPv6 link-local addresses are not served.
+    pub fn metrics_listen(&self) -> Vec<(IpAddress, u16)> {
+        match &self.metrics {
+            Some(m) if !m.enabled => Vec::new(),
+            Some(m) if !m.listen.is_empty() => m.listen.iter().map(|(e, _)| *e).collect(),
+            _ => self
+                .links
+                .iter()
+                .filter(|l| l.role == Role::Segment)
+                .flat_map(|l| l.addresses.iter())
+                .chain(self.interface.iter().flat_map(|i| i.addresses.iter()))
+                .map(|c| (c.address(), DEFAULT_METRICS_PORT))
+                .filter(|(a, _)| !matches!(a, IpAddress::Ipv6(v6) if v6.is_unicast_link_local()))
+                .collect(),
         }
     }
 }

@@ -14,12 +14,13 @@ use alloc::vec::Vec;
 use super::interface::InterfaceBuilder;
 use super::lines::{lines, BadLine, Line};
 use super::link::LinkBuilder;
+use super::metrics::{self, MetricsBuilder};
 use super::peer::PeerBuilder;
 use super::routing::RoutingBuilder;
 use super::shared::Seen;
 use super::{
-    Config, ConfigError, InterfaceConfig, LinkConfig, PeerConfig, RoutingConfig, MAX_CONFIG_LEN,
-    MAX_LINKS, MAX_PEERS,
+    Config, ConfigError, InterfaceConfig, LinkConfig, MetricsConfig, PeerConfig, RoutingConfig,
+    MAX_CONFIG_LEN, MAX_LINKS, MAX_PEERS,
 };
 
 pub(super) fn parse(text: &[u8]) -> Result<Config, Vec<ConfigError>> {
@@ -58,6 +59,7 @@ enum Section {
     Interface(InterfaceBuilder),
     Peer(PeerBuilder),
     Routing(RoutingBuilder),
+    Metrics(MetricsBuilder),
 }
 
 #[derive(Default)]
@@ -76,6 +78,8 @@ struct Parser {
     peers: Vec<PeerConfig>,
     routing_header: Option<usize>,
     routing: Option<RoutingConfig>,
+    metrics_header: Option<usize>,
+    metrics: Option<MetricsConfig>,
 }
 
 impl Parser {
@@ -90,7 +94,7 @@ impl Parser {
             self.section = Section::Skip;
         } else {
             match &mut self.section {
-                Section::None | Section::Skip => {}
+                Section::None | Section::Skip | Section::Metrics(_) => {}
                 Section::Link(link) => link.damaged = true,
                 Section::Interface(interface) => interface.damaged = true,
                 Section::Peer(peer) => peer.damaged = true,
@@ -152,11 +156,26 @@ impl Parser {
                 }
             };
             Section::Routing(RoutingBuilder::new(line, keep))
+        } else if name.eq_ignore_ascii_case("Metrics") {
+            let keep = match self.metrics_header {
+                Some(first) => {
+                    self.seen.error(
+                        line,
+                        format!("second [Metrics] section; there can be only one (the first is at line {first})"),
+                    );
+                    false
+                }
+                None => {
+                    self.metrics_header = Some(line);
+                    true
+                }
+            };
+            Section::Metrics(MetricsBuilder::new(line, keep))
         } else {
             self.seen.error(
                 line,
                 format!(
-                    "unknown section [{name}]; expected [Link], [Interface], [Peer] or [Routing]"
+                    "unknown section [{name}]; expected [Link], [Interface], [Peer], [Routing] or [Metrics]"
                 ),
             );
             Section::Skip
@@ -175,6 +194,7 @@ impl Parser {
             Section::Interface(interface) => interface.entry(seen, line, key, value),
             Section::Peer(peer) => peer.entry(seen, line, key, value),
             Section::Routing(routing) => routing.entry(seen, line, key, value),
+            Section::Metrics(m) => m.entry(seen, line, key, value),
         }
     }
 
@@ -199,6 +219,11 @@ impl Parser {
             Section::Routing(routing) => {
                 if let Some(routing) = routing.finish(&mut self.seen) {
                     self.routing = Some(routing);
+                }
+            }
+            Section::Metrics(m) => {
+                if let Some(m) = m.finish(&mut self.seen) {
+                    self.metrics = Some(m);
                 }
             }
         }
@@ -231,6 +256,9 @@ impl Parser {
                 String::from("[Routing] needs an [Interface]: the protocol runs inside the tunnel"),
             );
         }
+        if let Some(m) = &self.metrics {
+            metrics::check_addresses(&mut self.seen, m);
+        }
         if !self.seen.errors.is_empty() {
             return Err(self.seen.errors.into_sorted());
         }
@@ -239,6 +267,7 @@ impl Parser {
             interface: self.interface,
             peers: self.peers,
             routing: self.routing,
+            metrics: self.metrics,
         })
     }
 }

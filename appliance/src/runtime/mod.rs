@@ -1,7 +1,7 @@
 //! The appliance at run time: the [`router`](crate::router) over every NIC and the
 //! tunnel, and the local stack, one smoltcp interface on the router's local port holding
 //! all of the appliance's addresses, with its [`services`] (TCP echo on port 7, the
-//! `vdcnet.ping=` prober).
+//! `vdcnet.ping=` prober) and the [`metrics`](crate::metrics) service.
 //!
 //! Sans-I/O in the sense that matters: the caller passes `now`, wall time, the devices, the
 //! RNG and the console; nothing here reads a clock or touches hardware.
@@ -14,6 +14,7 @@ pub use crate::router::{Counters as RouterCounters, Discard, LinkCounters, ALL_D
 pub use services::{ECHO_PORT, ECHO_SOCKETS};
 
 use crate::config::{Config, ConfigError, LinkConfig};
+use crate::metrics::MetricsServer;
 use crate::router::packet::ETH_HEADER;
 use crate::router::{Link, Router, MAX_FRAME};
 use crate::tunnel::Counters as TunnelCounters;
@@ -49,6 +50,9 @@ pub struct Appliance<D, R> {
     services: Services,
     /// The routing protocol, when the config has `[Routing]`.
     routing: Option<routing::Routing>,
+    metrics: MetricsServer,
+    /// When the appliance started (the metrics' uptime).
+    started: Instant,
     /// Interval and next time of the console stats line.
     stats: Option<(Duration, Instant)>,
 }
@@ -213,6 +217,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             .routing
             .as_ref()
             .and_then(|r| routing::Routing::start(r, config, &mut router, opts.seed, now));
+        let metrics = MetricsServer::new(&config.metrics_listen(), &mut services.sockets);
         let stats = opts.stats_secs.map(|s| {
             let every = Duration::from_secs(s as u64);
             (every, now + every)
@@ -222,6 +227,8 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             iface,
             services,
             routing,
+            metrics,
+            started: now,
             stats,
         })
     }
@@ -325,6 +332,12 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);
         busy |= self.services.run(&self.iface, now, console);
+        let (router, started) = (&self.router, self.started);
+        busy |= self
+            .metrics
+            .run(&mut self.services.sockets, now, &mut |out, service| {
+                let _ = crate::metrics::collect(router, started, now, wall_ns, service).render(out);
+            });
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);
         busy |= self.router.drain_local();
@@ -398,6 +411,8 @@ mod tests;
 
 #[cfg(test)]
 mod mesh_tests;
+#[cfg(test)]
+mod metrics_tests;
 #[cfg(test)]
 mod neigh_tests;
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod keygen;
 pub mod lab;
 pub mod mesh;
 pub mod run;
+pub mod status;
 pub mod test;
 
 use std::fmt;

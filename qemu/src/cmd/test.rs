@@ -7,7 +7,7 @@ use vdcnet_qemu::{is_root, workspace_root, IMAGE_TARGET};
 
 /// Debian packages the tests use, with a command each provides, or an absolute path for
 /// packages without one (checked instead on non-Debian hosts).
-const PACKAGES: [(&str, &str); 17] = [
+const PACKAGES: [(&str, &str); 20] = [
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("iputils-ping", "ping"),
     ("iproute2", "ip"),
@@ -30,6 +30,11 @@ const PACKAGES: [(&str, &str); 17] = [
     ("xorriso", "xorriso"),
     ("mtools", "mcopy"),
     ("ovmf", "/usr/share/ovmf/OVMF.fd"),
+    // tests/metrics.rs: a real Prometheus scrapes the appliance (promtool checks a body),
+    // curl fetches it, socat plugs an underlay host's tap into the lab's switch.
+    ("prometheus", "prometheus"),
+    ("curl", "curl"),
+    ("socat", "socat"),
 ];
 
 fn quiet(cmd: &mut Command) -> Option<std::process::Output> {
