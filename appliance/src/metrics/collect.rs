@@ -7,14 +7,14 @@ use alloc::vec::Vec;
 
 use rand_core::CryptoRngCore;
 use smoltcp::time::Instant;
-use smoltcp::wire::{IpAddress, IpCidr, Ipv4Address, Ipv6Address};
+use smoltcp::wire::{IpAddress, IpCidr};
 use vdcnet_hal::net::NetDevice;
 
 use super::snapshot::{
     LinkStats, NatStats, PeerStats, RouteStats, ServiceCounters, Snapshot, TunnelStats,
 };
 use crate::config::{PublicKey, Role};
-use crate::router::Router;
+use crate::router::{Hop, Origin, Router};
 
 /// The snapshot at `now` (`started`: when the appliance started; `wall_ns`: Unix time in
 /// nanoseconds, for handshake times).
@@ -91,68 +91,40 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-/// The routes the router was built with (see `Router::new`): each link's subnets, the
-/// default route of each family through the first link with a gateway of it, and every
-/// peer's AllowedIPs.
+/// The route table's preferred routes: where each prefix leads and who wrote it.
 fn routes<D: NetDevice, R: CryptoRngCore>(
     router: &Router<D, R>,
     tunnel: Option<&TunnelStats>,
 ) -> Vec<RouteStats> {
-    let mut out = Vec::new();
-    for (n, l) in router.links.iter().enumerate() {
-        for c in &l.addrs {
-            let net = match c {
-                IpCidr::Ipv4(v4) => IpCidr::Ipv4(v4.network()),
-                IpCidr::Ipv6(v6) => {
-                    let bits = u128::from_be_bytes(v6.address().octets());
-                    let mask = u128::MAX
-                        .checked_shl(128 - u32::from(v6.prefix_len()))
-                        .unwrap_or(0);
-                    IpCidr::new(
-                        IpAddress::Ipv6(Ipv6Address::from_bits(bits & mask)),
-                        v6.prefix_len(),
-                    )
+    let table = router.routes();
+    table
+        .iter()
+        .filter(|r| table.is_preferred(r))
+        .map(|r| {
+            let (target, via) = match r.hop {
+                Hop::OnLink(n) => (format!("link{n}"), String::new()),
+                Hop::Via(n, gw) => (format!("link{n}"), gw.to_string()),
+                Hop::Peer(id) => {
+                    let key = tunnel
+                        .and_then(|t| t.peers.get(usize::from(id.0)))
+                        .map(|p| p.public_key.clone())
+                        .unwrap_or_default();
+                    (String::from("wg0"), key)
                 }
             };
-            out.push(RouteStats {
-                prefix: net,
-                target: format!("link{n}"),
-                via: String::new(),
-            });
-        }
-    }
-    let v4 = router
-        .links
-        .iter()
-        .enumerate()
-        .find_map(|(n, l)| l.gateway_v4.map(|g| (n, IpAddress::Ipv4(g))));
-    let v6 = router
-        .links
-        .iter()
-        .enumerate()
-        .find_map(|(n, l)| l.gateway_v6.map(|g| (n, IpAddress::Ipv6(g))));
-    for (default, gw) in [
-        (IpAddress::Ipv4(Ipv4Address::UNSPECIFIED), v4),
-        (IpAddress::Ipv6(Ipv6Address::UNSPECIFIED), v6),
-    ] {
-        if let Some((n, gw)) = gw {
-            out.push(RouteStats {
-                prefix: IpCidr::new(default, 0),
-                target: format!("link{n}"),
-                via: gw.to_string(),
-            });
-        }
-    }
-    if let Some(t) = tunnel {
-        for p in &t.peers {
-            for a in &p.allowed_ips {
-                out.push(RouteStats {
-                    prefix: *a,
-                    target: String::from("wg0"),
-                    via: p.public_key.clone(),
-                });
+            let origin = match r.origin {
+                Origin::Connected => "connected",
+                Origin::Static => "static",
+                Origin::Routing => "babel",
+                Origin::AllowedIps => "allowed_ips",
+            };
+            RouteStats {
+                prefix: r.prefix,
+                target,
+                via,
+                origin,
+                metric: r.metric,
             }
-        }
-    }
-    out
+        })
+        .collect()
 }

@@ -76,6 +76,10 @@ pub struct RouteStats {
     pub target: String,
     /// The gateway, or the peer's public key; empty for a subnet on the link.
     pub via: String,
+    /// Who wrote it: `connected`, `static`, `babel` or `allowed_ips`.
+    pub origin: &'static str,
+    /// The routing protocol's metric (0 for the other origins).
+    pub metric: u16,
 }
 
 /// The metrics service's own counters.
@@ -330,7 +334,7 @@ impl Snapshot {
         e.family(
             "vdcnet_route_info",
             Kind::Gauge,
-            "One per route: prefix, where it leads (linkN or wg0) and via what (gateway or peer key; empty on link).",
+            "One per route in use: prefix, where it leads (linkN or wg0), via what (gateway or peer key; empty on link), who wrote it and its metric.",
         );
         for r in &self.routes {
             e.sample(
@@ -338,6 +342,8 @@ impl Snapshot {
                     ("prefix", &r.prefix),
                     ("target", &r.target),
                     ("via", &r.via),
+                    ("origin", &r.origin),
+                    ("metric", &r.metric),
                 ],
                 1u64,
             );

@@ -230,7 +230,9 @@ fn a_segment_host_scrapes_metrics_with_the_peer_links_and_drops() {
             "vdcnet_peer_endpoint_info{{peer=\"{peer}\",endpoint=\"192.168.100.2:51820\"}} 1\n"
         ),
         format!("vdcnet_peer_rx_bytes_total{{peer=\"{peer}\"}} 0\n"),
-        format!("vdcnet_route_info{{prefix=\"10.20.2.0/24\",target=\"wg0\",via=\"{peer}\"}} 1\n"),
+        format!(
+            "vdcnet_route_info{{prefix=\"10.20.2.0/24\",target=\"wg0\",via=\"{peer}\",origin=\"allowed_ips\",metric=\"0\"}} 1\n"
+        ),
         String::from("# TYPE vdcnet_link_rx_frames_total counter\n"),
         String::from("vdcnet_link_info{link=\"1\",role=\"segment\",mac=\"52:54:00:00:00:02\"} 1\n"),
         String::from("vdcnet_router_drops_total{reason=\"no_route\"} 0\n"),

@@ -406,6 +406,5 @@ fn five_nodes_with_path_delays_take_the_fast_detour_and_fail_over_without_a_long
     for a in &net.apps {
         a.write_stats(&mut s);
     }
-    std::eprintln!("lost {lost}");
     assert!(lost <= 20, "{lost} of 60 rounds lost after the cut\n{s}");
 }
