@@ -526,13 +526,20 @@ fn a_cut_path_parts_only_its_two_nodes_and_a_hidden_node_is_reached_once_it_reac
             panic!("node{} -> node{}: {e}\n{}", i + 1, j + 1, consoles(&lab));
         }
     }
-    // node1 and node2 cannot talk; what they send each other dies on the path.
-    let cut_before = lab.underlay_stats(1).unwrap().dropped_cut;
+    // node1 and node2 cannot talk; what they send each other (ARP first) dies on the path.
     let (replied, out) = ping(lab.workload(0), v4(&lab, 1), &[]);
     assert!(!replied, "node1 reached node2 through a cut path: {out}");
     let (replied, out) = ping(lab.workload(1), v4(&lab, 0), &[]);
     assert!(!replied, "node2 reached node1 through a cut path: {out}");
-    assert!(lab.underlay_stats(1).unwrap().dropped_cut > cut_before);
+    for i in [0, 1] {
+        assert!(
+            lab.underlay_stats(i).unwrap().dropped_cut > 0,
+            "node{}",
+            i + 1
+        );
+    }
+    assert_eq!((lab.frames_between(0, 1), lab.frames_between(1, 0)), (0, 0));
+    assert!(lab.frames_between(0, 2) > 0 && lab.frames_between(2, 1) > 0);
     // Unsolicited WireGuard to the hidden node from a stranger on the underlay is
     // dropped by its NAT and counted.
     let nat_before = lab.underlay_stats(2).unwrap().dropped_nat;
@@ -561,6 +568,7 @@ fn a_cut_path_parts_only_its_two_nodes_and_a_hidden_node_is_reached_once_it_reac
     if let Err(e) = lab.workload(0).ping(v4(&lab, 1), Duration::from_secs(60)) {
         panic!("after restoring the path: {e}\n{}", consoles(&lab));
     }
+    assert!(lab.frames_between(0, 1) > 0 && lab.frames_between(1, 0) > 0);
 }
 
 /// The smallest round trip in ping's output (`rtt min/avg/max/mdev = a/b/c/d ms`).

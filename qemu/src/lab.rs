@@ -1234,6 +1234,15 @@ impl Lab {
         self.slots[i].nat
     }
 
+    /// Frames from node `i` that the underlay switch handed on towards node `j` (after
+    /// every policy on the way): which way the traffic goes. Reset when either restarts.
+    pub fn frames_between(&self, i: usize, j: usize) -> u64 {
+        match (self.port_of(i), self.port_of(j)) {
+            (Some(a), Some(b)) => self.wire.frames_between(a, b),
+            _ => 0,
+        }
+    }
+
     /// Counters of node `i`'s underlay port (reset by a restart: it is a new port).
     pub fn underlay_stats(&self, i: usize) -> Option<PortStats> {
         let port = self.slots[i].vm.as_ref()?.wire_port(0)?;

@@ -297,6 +297,8 @@ struct Queue {
     /// By sending port: the latest due time queued from it so far. Nothing from that port
     /// is scheduled before it (no reordering by jitter).
     last_due: Vec<Option<Instant>>,
+    /// By sending port: frames handed to this port's egress (see [`Wire::frames_between`]).
+    from: Vec<u64>,
 }
 
 struct Port {
@@ -448,6 +450,10 @@ impl Port {
         path: Option<PathShaping>,
     ) {
         let mut q = self.queue();
+        if q.from.len() <= from {
+            q.from.resize(from + 1, 0);
+        }
+        q.from[from] += 1;
         if q.frames.is_empty() && delay.is_zero() && !hold {
             drop(q);
             self.transmit(frame, false, None);
@@ -832,6 +838,16 @@ impl Wire {
     /// Counters of one attached port.
     pub fn port_stats(&self, port: usize) -> Option<PortStats> {
         self.switch.port(port).map(|p| p.stats())
+    }
+
+    /// How many frames from port `from` crossed every policy on their way and were handed
+    /// to port `to`'s egress (to leave now or when due): the traffic on one direction of
+    /// a path, e.g. to see which way a routed flow goes. 0 for ports not attached.
+    pub fn frames_between(&self, from: usize, to: usize) -> u64 {
+        self.switch
+            .port(to)
+            .and_then(|p| p.queue().from.get(from).copied())
+            .unwrap_or(0)
     }
 
     /// Writes every frame the switch accepts from now on to a pcap file (open it with
@@ -1385,6 +1401,16 @@ mod tests {
         assert_eq!((sa.dropped_cut, sa.dropped, sa.tx), (4, 4, 1));
         assert_eq!((sb.dropped_cut, sb.dropped, sb.tx), (4, 4, 1));
         assert_eq!(wire.port_stats(pc).unwrap().dropped, 0);
+        // Per direction of each path: what got through.
+        assert_eq!(wire.frames_between(pa, pb), 0);
+        assert_eq!(wire.frames_between(pb, pa), 0);
+        assert_eq!(wire.frames_between(pa, pc), 3);
+        assert_eq!(wire.frames_between(pb, pc), 3);
+        assert_eq!(
+            (wire.frames_between(pc, pa), wire.frames_between(pc, pb)),
+            (1, 1)
+        );
+        assert_eq!(wire.frames_between(pc, 42), 0);
         // Restored: the path is clean again and forgotten.
         wire.set_pair_policy(pa, pb, LinkPolicy::default());
         assert_eq!(wire.pair_policy(pa, pb), LinkPolicy::default());
