@@ -15,8 +15,14 @@ use vdcnet_appliance::routing::{Babel, NeighbourId, RouterId, Settings, MAX_PACK
 fn plan() -> [IpCidr; 3] {
     [
         IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Address::new(10, 0, 0, 0), 8)),
-        IpCidr::Ipv6(Ipv6Cidr::new(Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 0), 8)),
-        IpCidr::Ipv6(Ipv6Cidr::new(Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10)),
+        IpCidr::Ipv6(Ipv6Cidr::new(
+            Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 0),
+            8,
+        )),
+        IpCidr::Ipv6(Ipv6Cidr::new(
+            Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+            10,
+        )),
     ]
 }
 
@@ -49,8 +55,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut now = Instant::from_secs(1);
     let mut core = Babel::new(RouterId([1; 8]), settings, &plan()).unwrap();
-    core.add_neighbour(now, NeighbourId(1), Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 2), None)
-        .unwrap();
+    core.add_neighbour(
+        now,
+        NeighbourId(1),
+        Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 2),
+        None,
+    )
+    .unwrap();
     // Split the input into packets after each 0xff octet, so several packets (Hellos,
     // then Updates) can build on each other.
     for chunk in data.split_inclusive(|b| *b == 0xff) {
