@@ -670,9 +670,8 @@ fn routes_expire_when_updates_stop() {
         &packet(&[Tlv::RouterId(RouterId([7; 8])), u]),
     );
     assert!(a.route(&p).is_some());
-    let mut seqno = 3u16;
     let mut gone_after = None;
-    for step in 1..=40 {
+    for (seqno, step) in (3u16..).zip(1..=40) {
         now += Duration::from_millis(250);
         // The neighbour stays alive: Hellos and IHUs keep coming, but no more updates.
         let keepalive = packet(&[
@@ -689,7 +688,6 @@ fn routes_expire_when_updates_stop() {
                 timestamp: None,
             },
         ]);
-        seqno += 1;
         a.receive(now, NeighbourId(1), &keepalive);
         a.poll(now, |_, _| {});
         if gone_after.is_none() && a.route(&p).is_none() {
