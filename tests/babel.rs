@@ -54,6 +54,24 @@ struct Babeld {
 }
 
 impl Babeld {
+    /// Whether babeld's table dumps (`-d 1`) show the core as a neighbour whose IHUs say
+    /// rxcost 96 and `prefix` learnt from it with the core's router-id, the metric we
+    /// sent (0) and 96 added: babeld read our IHUs and Updates field by field.
+    fn learnt(&self, prefix: &str) -> bool {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let neighbour = text
+            .lines()
+            .any(|l| l.starts_with("Neighbour fe80::2 dev bva") && l.contains("txcost 96 "));
+        let route = text.lines().any(|l| {
+            l.starts_with(&format!("{prefix} from "))
+                && l.contains(" metric 96 ")
+                && l.contains("refmetric 0 id 02:00:00:00:00:00:00:01 ")
+                && l.contains("neigh fe80::2")
+                && l.contains("(installed)")
+        });
+        neighbour && route
+    }
+
     fn log(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(60).collect();
@@ -279,8 +297,10 @@ fn babeld_and_the_core_learn_each_others_prefixes() {
     loop {
         table = babeld_routes(&a);
         s = snap.lock().unwrap().clone();
-        let babeld_learnt =
-            has_babel_route(&table, "10.20.1.0/24") && has_babel_route(&table, "fd20:ab:cd:1::/64");
+        let babeld_learnt = has_babel_route(&table, "10.20.1.0/24")
+            && has_babel_route(&table, "fd20:ab:cd:1::/64")
+            && babeld.learnt("10.20.1.0/24")
+            && babeld.learnt("fd20:ab:cd:1::/64");
         let core_learnt = [p99, p99_6]
             .iter()
             .all(|p| s.routes.iter().any(|r| r.prefix == *p && r.via == BABELD));
@@ -316,6 +336,12 @@ fn babeld_and_the_core_learn_each_others_prefixes() {
     check(
         has_babel_route(&table, "fd20:ab:cd:1::/64"),
         "babeld did not install the core's IPv6 prefix",
+        &table,
+        &s,
+    );
+    check(
+        babeld.learnt("10.20.1.0/24") && babeld.learnt("fd20:ab:cd:1::/64"),
+        "babeld's dump does not show our prefixes at metric 96 from our router-id",
         &table,
         &s,
     );

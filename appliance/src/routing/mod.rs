@@ -483,8 +483,9 @@ impl Babel {
         }
         if let (Some(sent), Some((origin, receive))) = (hello_ts, ihu_ts) {
             if let Some(ni) = self.neighbour_index(from) {
-                self.neighbours[ni].rtt_sample(&self.settings, now, origin, receive, sent);
-                self.counters.rtt_samples += 1;
+                if self.neighbours[ni].rtt_sample(&self.settings, now, origin, receive, sent) {
+                    self.counters.rtt_samples += 1;
+                }
             }
         }
         self.check_costs(now);

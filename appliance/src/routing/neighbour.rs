@@ -178,16 +178,16 @@ impl Neighbour {
         origin: u32,
         receive: u32,
         sent: u32,
-    ) {
+    ) -> bool {
         if origin == 0 {
-            return;
+            return false;
         }
         let local = micros32(now).wrapping_sub(origin);
         let remote = sent.wrapping_sub(receive);
         // Both intervals must be plausible (under a minute), the remote one shorter.
         const WINDOW: u32 = 60_000_000;
         if local > WINDOW || remote > WINDOW || remote > local {
-            return;
+            return false;
         }
         let sample = local - remote;
         let decay = u64::from(settings.rtt_decay);
@@ -198,6 +198,7 @@ impl Neighbour {
             _ => sample,
         });
         self.rtt_time = now;
+        true
     }
 
     /// The cost of receiving from this neighbour, as we advertise it in IHUs.
