@@ -597,16 +597,15 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             return;
         };
         let mut out = take(&mut self.out);
-        // Strict reverse path: a peer may send from its AllowedIPs, or from any source the
-        // route table reaches through that peer (traffic it relays). Link-local sources are
-        // the routing protocol's, checked in `act`.
+        // Reverse path: a peer may send from its AllowedIPs, from any source the route
+        // table reaches through that peer, or from one it offered us a way to (traffic it
+        // relays, whatever path our own route back takes: feasible-path uRPF). Link-local
+        // sources are the routing protocol's, checked in `act`.
         let routes = &self.routes;
         let routing = self.routing.is_some();
         let mut accept = |peer: PeerId, src: IpAddr, allowed: bool| {
             allowed
-                || routes
-                    .lookup(from_core(src))
-                    .is_some_and(|r| r.hop == Hop::Peer(peer))
+                || routes.comes_back_through(from_core(src), peer)
                 || (routing && matches!(src, IpAddr::V6(a) if a.is_unicast_link_local()))
         };
         let r = t

@@ -63,6 +63,10 @@ pub struct RouteTable {
     index: AllowedIps,
     /// Routes refused because the table was full.
     refused: u64,
+    /// Prefixes each peer has offered a way back to (the routing protocol's routes that
+    /// were not selected): a decrypted packet from such a peer with a source inside is on a
+    /// feasible path even when our own route back goes another way.
+    back: Vec<(IpCidr, PeerId)>,
 }
 
 fn to_core(a: IpAddress) -> IpAddr {
@@ -96,6 +100,7 @@ impl RouteTable {
             routes: Vec::with_capacity(capacity),
             index: AllowedIps::with_capacity(capacity),
             refused: 0,
+            back: Vec::with_capacity(capacity),
         }
     }
 
@@ -196,6 +201,32 @@ impl RouteTable {
         }
     }
 
+    /// Replaces the feasible ways back (see [`RouteTable::comes_back_through`]), at most the
+    /// table's capacity of them; returns how many did not fit.
+    pub fn set_ways_back(&mut self, ways: impl IntoIterator<Item = (IpCidr, PeerId)>) -> usize {
+        self.back.clear();
+        let mut refused = 0;
+        for (prefix, peer) in ways {
+            if self.back.len() == self.back.capacity() {
+                refused += 1;
+            } else {
+                self.back.push((normal(prefix), peer));
+            }
+        }
+        refused
+    }
+
+    /// Strict-or-feasible reverse path: whether a packet from `src` may arrive from
+    /// `peer`: the route to `src` leads to `peer`, or `peer` offered a way to `src`.
+    pub fn comes_back_through(&self, src: IpAddress, peer: PeerId) -> bool {
+        if self.lookup(src).is_some_and(|r| r.hop == Hop::Peer(peer)) {
+            return true;
+        }
+        self.back
+            .iter()
+            .any(|(p, q)| *q == peer && p.contains_addr(&src))
+    }
+
     /// The preferred route of the longest prefix that holds `addr`.
     pub fn lookup(&self, addr: IpAddress) -> Option<&Route> {
         let i = self.index.lookup(to_core(addr))?;
@@ -225,6 +256,16 @@ impl RouteTable {
 
     pub fn capacity(&self) -> usize {
         self.routes.capacity()
+    }
+
+    /// How many feasible ways back the table holds.
+    pub fn ways_back(&self) -> usize {
+        self.back.len()
+    }
+
+    /// The feasible ways back: (prefix, the peer that offered a route to it).
+    pub fn iter_ways_back(&self) -> impl Iterator<Item = &(IpCidr, PeerId)> {
+        self.back.iter()
     }
 
     /// Routes refused because the table was full.
@@ -361,5 +402,26 @@ mod tests {
         assert!(t.lookup(a4([10, 20, 2, 1])).is_none());
         t.remove_hop(Origin::Routing, Hop::Peer(PeerId(2)));
         assert!(t.lookup(hit).is_none());
+    }
+
+    #[test]
+    fn a_source_comes_back_through_its_route_or_a_peer_that_offered_a_way_to_it() {
+        let mut t = RouteTable::with_capacity(4);
+        let p = v4([10, 20, 5, 0], 24);
+        t.set(p, Origin::Routing, Hop::Peer(PeerId(1)), 200)
+            .unwrap();
+        let src = a4([10, 20, 5, 9]);
+        assert!(t.comes_back_through(src, PeerId(1)));
+        assert!(!t.comes_back_through(src, PeerId(2)));
+        assert_eq!(
+            t.set_ways_back([(p, PeerId(2)), (v4([10, 20, 6, 0], 24), PeerId(3))]),
+            0
+        );
+        assert!(t.comes_back_through(src, PeerId(2)));
+        assert!(!t.comes_back_through(src, PeerId(3)));
+        assert!(!t.comes_back_through(a4([10, 20, 7, 1]), PeerId(2)));
+        let many = (0..6u8).map(|i| (v4([10, 30, i, 0], 24), PeerId(4)));
+        assert_eq!(t.set_ways_back(many), 2);
+        assert!(!t.comes_back_through(src, PeerId(2)));
     }
 }

@@ -1040,6 +1040,17 @@ impl Babel {
         })
     }
 
+    /// Every (prefix, neighbour) with a route announced to us that has not been retracted,
+    /// selected or not: the feasible ways back to a source, for the forwarding plane's
+    /// reverse-path check (feasible-path uRPF, RFC 3704 section 2.2.3), which must accept
+    /// traffic that takes a different path than our own route back.
+    pub fn announced(&self) -> impl Iterator<Item = (IpCidr, NeighbourId)> + '_ {
+        self.routes
+            .iter()
+            .filter(|r| r.metric < INFINITY)
+            .map(|r| (r.prefix, r.neighbour))
+    }
+
     /// The selected route for exactly `prefix`.
     pub fn route(&self, prefix: &IpCidr) -> Option<RouteStatus> {
         let p = wire::normalize(*prefix);

@@ -112,6 +112,11 @@ impl Routes {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// Every announced route.
+    pub fn iter(&self) -> impl Iterator<Item = &Route> + '_ {
+        self.entries.iter()
+    }
 }
 
 /// A usable route for one prefix: through `via`, with total metric `metric`.

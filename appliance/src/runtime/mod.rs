@@ -384,7 +384,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         }
         let _ = write!(out, ";");
         if let Some(r) = &self.routing {
-            r.write_status(out);
+            r.write_status(self.router.routes().ways_back(), out);
         }
         if let Some(t) = self.tunnel_counters() {
             let _ = write!(

@@ -33,6 +33,8 @@ pub(super) struct Routing {
     buf: Box<[u8]>,
     /// The time of the last poll, for status.
     now: Instant,
+    /// When the ways back are copied into the route table next.
+    ways_back_due: Instant,
 }
 
 fn neighbour(p: PeerId) -> NeighbourId {
@@ -120,6 +122,7 @@ impl Routing {
             local,
             buf: vec![0u8; crate::router::ring::MAX_PACKET].into_boxed_slice(),
             now,
+            ways_back_due: now,
         })
     }
 
@@ -169,6 +172,17 @@ impl Routing {
         }
         let mut changed = false;
         self.core.drain_changes(|_| changed = true);
+        if changed || now >= self.ways_back_due {
+            // The ways back change with every update, not only with the selection; a
+            // fresh copy each Hello interval is enough for the reverse-path check.
+            self.ways_back_due = now + self.core.settings().hello_interval;
+            let ways: Vec<(IpCidr, PeerId)> = self
+                .core
+                .announced()
+                .filter_map(|(prefix, n)| Some((prefix, peer(n)?)))
+                .collect();
+            router.routes_mut().set_ways_back(ways);
+        }
         if changed {
             let routes: Vec<(IpCidr, Hop, u16)> = self
                 .core
@@ -183,11 +197,11 @@ impl Routing {
     /// The status for the console's stats line: ` babel` then each neighbour as
     /// `nbr=PEER:up|down:COST:RTTms`, each selected route as `route=PREFIX@PEER:METRIC`,
     /// and the core's traffic and refusals.
-    pub(super) fn write_status(&self, out: &mut dyn Write) {
+    pub(super) fn write_status(&self, ways_back: usize, out: &mut dyn Write) {
         let c = self.core.counters();
         let _ = write!(
             out,
-            " babel seqno={} rx={} tx={} txbytes={} malformed={} out_of_plan={} unfeasible={} full={}",
+            " babel seqno={} rx={} tx={} txbytes={} malformed={} out_of_plan={} unfeasible={} full={} ways_back={ways_back}",
             self.core.seqno(),
             c.rx_packets,
             c.tx_packets,

@@ -61,11 +61,17 @@ struct Net {
 impl Net {
     /// `n` nodes, each peered with every other one (endpoints known), all running Babel.
     fn new(n: u8) -> Net {
-        Net::with_hidden(n, &[])
+        Net::with(n, &[], &[])
     }
 
     /// `n` nodes; nobody has an endpoint for the `hidden` ones, which know the others'.
     fn with_hidden(n: u8, hidden: &[u8]) -> Net {
+        Net::with(n, hidden, &[])
+    }
+
+    /// `n` nodes, `hidden` ones as above, and `plain` ones without `[Routing]` (tunnels
+    /// and AllowedIPs only).
+    fn with(n: u8, hidden: &[u8], plain: &[u8]) -> Net {
         let keys: Vec<(String, String)> = (0..n)
             .map(|_| {
                 let k = PrivateKey::generate(&mut rand_core::OsRng);
@@ -87,11 +93,15 @@ impl Net {
             t_us: 0,
         };
         for me in 1..=n {
+            let routing = if plain.contains(&me) {
+                ""
+            } else {
+                "[Routing]\nNetworks = 10.20.0.0/16\n"
+            };
             let mut text = format!(
                 "[Link]\nAddress = 192.168.0.{me}/24\n\
                  [Link]\nRole = segment\nAddress = 10.20.{me}.1/24\n\
-                 [Interface]\nPrivateKey = {}\n\
-                 [Routing]\nNetworks = 10.20.0.0/16\n",
+                 [Interface]\nPrivateKey = {}\n{routing}",
                 keys[me as usize - 1].0
             );
             for other in (1..=n).filter(|&o| o != me) {
@@ -335,10 +345,11 @@ fn a_cut_path_is_routed_around_through_the_third_node_and_comes_back() {
 }
 
 #[test]
-fn a_relayed_source_the_route_table_does_not_send_back_through_that_peer_is_dropped() {
-    // Without the cut, node2's way back to node1's segment is node1 itself: a packet from
-    // node1's segment arriving through node3 fails the reverse-path check.
-    let mut net = Net::new(3);
+fn a_relayed_source_no_route_leads_back_through_that_peer_is_dropped() {
+    // node3 runs no routing (a plain WireGuard peer): it offers node2 no way to node1's
+    // segment, and node2's own route to it is node1. A packet from node1's segment that
+    // node3 relays to node2 fails the reverse-path check.
+    let mut net = Net::with(3, &[], &[3]);
     net.run(3000);
     // Make node1 send its segment's traffic for node2 through node3 only (a route written
     // as the protocol would, preferred over its own).
@@ -391,6 +402,24 @@ fn five_nodes_with_path_delays_take_the_fast_detour_and_fail_over_without_a_long
     net.run(8000);
     assert_eq!(via_node(&net, 1, 2), Some(3), "{}", net.console);
     assert_eq!(via_node(&net, 2, 1), Some(3));
+    // The hidden nodes reach each other through public ones, whichever way each routes.
+    net.send_udp(4, 5, 200);
+    net.send_udp(5, 4, 201);
+    net.run(300);
+    let mut s = String::new();
+    for a in &net.apps {
+        a.write_stats(&mut s);
+    }
+    assert!(
+        net.got(4, 5, 200),
+        "hidden 4 -> 5 via {:?}\n{s}",
+        via_node(&net, 4, 5)
+    );
+    assert!(
+        net.got(5, 4, 201),
+        "hidden 5 -> 4 via {:?}\n{s}",
+        via_node(&net, 5, 4)
+    );
     net.cut(1, 3, true);
     // A datagram each way every 100 ms; count the rounds where one did not get through.
     let mut lost = 0;
@@ -407,4 +436,33 @@ fn five_nodes_with_path_delays_take_the_fast_detour_and_fail_over_without_a_long
         a.write_stats(&mut s);
     }
     assert!(lost <= 20, "{lost} of 60 rounds lost after the cut\n{s}");
+}
+
+#[test]
+fn relayed_traffic_on_an_asymmetric_path_passes_the_reverse_path_check() {
+    let mut net = Net::with_hidden(5, &[4, 5]);
+    net.run(20000);
+    // Force asymmetry: node4 sends to node5 through node1, node5 answers through node2.
+    let via1 = Hop::Peer(Net::peer(4, 1));
+    let via2 = Hop::Peer(Net::peer(5, 2));
+    net.apps[3]
+        .router
+        .routes_mut()
+        .set(segment(5), Origin::Connected, via1, 0)
+        .unwrap();
+    net.apps[4]
+        .router
+        .routes_mut()
+        .set(segment(4), Origin::Connected, via2, 0)
+        .unwrap();
+    net.run(500);
+    net.send_udp(4, 5, 77);
+    net.send_udp(5, 4, 78);
+    net.run(300);
+    let mut s = String::new();
+    for a in &net.apps {
+        a.write_stats(&mut s);
+    }
+    assert!(net.got(4, 5, 77), "4 -> 1 -> 5\n{s}");
+    assert!(net.got(5, 4, 78), "5 -> 2 -> 4\n{s}");
 }
