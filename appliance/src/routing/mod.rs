@@ -46,8 +46,9 @@ use wire::{seqno_newer, Tlv, TlvError, Update, Writer};
 /// headers (1280 - 48).
 pub const MAX_PACKET: usize = 1232;
 
-/// Protocol parameters. [`Settings::default`] detects a dead neighbour in about a second
-/// (250 ms Hellos, dead after 3 missed ones) for failover within 2 s.
+/// Protocol parameters. [`Settings::default`] detects a dead neighbour in 1.125 s (250 ms
+/// Hellos, dead after 4 missed ones, the first counted at 1.5 intervals) for failover
+/// within 2 s, while a link losing 10% of its packets keeps its adjacency.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// Our Hello interval towards each neighbour.
@@ -103,7 +104,7 @@ impl Default for Settings {
             ihu_interval: Duration::from_millis(750),
             update_interval: Duration::from_secs(8),
             nominal_cost: 96,
-            dead_after_missed: 3,
+            dead_after_missed: 4,
             timestamps: true,
             unicast_hellos: false,
             rtt_min: Duration::from_millis(10),

@@ -276,3 +276,82 @@ impl Neighbour {
 pub(crate) fn micros32(now: Instant) -> u32 {
     now.total_micros() as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> (Neighbour, Settings, Instant) {
+        let now = Instant::from_secs(1);
+        let n = Neighbour::new(NeighbourId(1), Ipv6Address::LOCALHOST, now);
+        (n, Settings::default(), now)
+    }
+
+    #[test]
+    fn skipped_seqnos_count_as_lost_and_raise_the_rxcost() {
+        let (mut n, s, mut now) = fresh();
+        assert_eq!(n.rxcost(&s), INFINITY, "nothing heard yet");
+        // 16 expected Hellos, every fourth one lost: 12 of 16 received.
+        for seqno in 0..16u16 {
+            now += Duration::from_millis(250);
+            if seqno % 4 != 1 {
+                n.hello(now, seqno, 25, None);
+            }
+        }
+        // Most recent first: 15, 14 received, 13 lost, 12 received, ...
+        assert_eq!(n.history(), (0b1101_1101_1101_1101, 16));
+        assert_eq!(n.rxcost(&s), 96 * 16 / 12);
+        // Both directions lossy: ETX multiplies.
+        n.ihu(now, 128, 75);
+        assert_eq!(n.cost(&s, now), 128 * 128 / 96);
+    }
+
+    #[test]
+    fn four_missed_hellos_make_the_neighbour_unreachable() {
+        let (mut n, s, mut now) = fresh();
+        for seqno in 0..8u16 {
+            now += Duration::from_millis(250);
+            n.hello(now, seqno, 25, None);
+        }
+        n.ihu(now, 96, 75);
+        assert_eq!(n.cost(&s, now), 96);
+        let last = now;
+        // Silence: the first miss is counted at 1.5 intervals, then one per interval.
+        let mut dead_at = None;
+        while now - last < Duration::from_secs(2) {
+            now += Duration::from_millis(5);
+            n.expire_hellos(now);
+            if dead_at.is_none() && n.cost(&s, now) == INFINITY {
+                dead_at = Some(now - last);
+            }
+        }
+        // 1.5 + 3 intervals of 250 ms with the default of 4 missed Hellos.
+        assert_eq!(dead_at, Some(Duration::from_millis(1125)));
+    }
+
+    #[test]
+    fn restarted_neighbour_starts_a_fresh_history() {
+        let (mut n, s, mut now) = fresh();
+        for seqno in 100..110u16 {
+            now += Duration::from_millis(250);
+            n.hello(now, seqno, 25, None);
+        }
+        now += Duration::from_millis(250);
+        n.hello(now, 3, 25, None);
+        assert_eq!(n.history(), (0x8000, 1));
+        assert_eq!(n.rxcost(&s), 96);
+    }
+
+    #[test]
+    fn rtt_sample_subtracts_the_remote_wait() {
+        let (mut n, s, _) = fresh();
+        // Our Hello left at 1_000_000 µs; the peer got it at 5_000 (its clock) and
+        // answered at 25_000 (20 ms later); we read the answer at 1_050_000: 50 ms
+        // round trip, 20 ms of it waiting at the peer.
+        let at = Instant::from_micros(1_050_000);
+        assert!(n.rtt_sample(&s, at, 1_000_000, 5_000, 25_000));
+        assert_eq!(n.rtt(at), Some(Duration::from_millis(30)));
+        // Implausible: the peer claims to have waited longer than the round trip.
+        assert!(!n.rtt_sample(&s, at, 1_000_000, 5_000, 95_000));
+    }
+}

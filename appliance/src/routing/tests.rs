@@ -965,3 +965,24 @@ mod babeld_fixtures {
         assert_eq!(a.counters().malformed_tlvs, 0);
     }
 }
+
+#[test]
+fn a_lossy_link_keeps_its_adjacency_and_costs_more() {
+    let mut net = Net::new(2, Settings::default());
+    let l = net.link(0, 1, 5, 5);
+    net.links[l].ab.loss_pct = 10;
+    net.links[l].ba.loss_pct = 10;
+    net.run_ms(10_000);
+    assert_eq!(net.via(0, segs(1)[0]), Some(1));
+    net.changes[0].clear();
+    // Five simulated minutes of 10% loss each way: the route never goes away.
+    net.run_ms(300_000);
+    assert!(
+        net.changes[0].is_empty(),
+        "route changed: {:?}",
+        net.changes[0]
+    );
+    // The ETX-like cost shows the loss (about 96 / 0.9 / 0.9, within the history's noise).
+    let m = net.metric(0, segs(1)[0]).unwrap();
+    assert!((106..=140).contains(&m), "metric {m}");
+}
