@@ -4,7 +4,7 @@
 //! sending a frame allocates nothing.
 
 use crate::net::NetDevice;
-use crate::pci::{Cam, NetFunction};
+use crate::pci::{Cam, VirtioFunction};
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use alloc::boxed::Box;
 use alloc::vec;
@@ -165,7 +165,7 @@ impl VirtioNic {
     pub fn new_pci(
         root: &mut PciRoot<Cam>,
         reader: &Cam,
-        nf: &NetFunction,
+        nf: &VirtioFunction,
     ) -> Result<VirtioNic, NicError> {
         let t = PciTransport::new::<IdentityHal, _>(root, nf.function).map_err(NicError::Pci)?;
         let mut nic = Self::new(SomeTransport::from(t))?;

@@ -71,7 +71,12 @@ pub struct VmBuilder {
     image: Option<PathBuf>,
     echo: Echo,
     accel: Accel,
+    cpu: String,
+    virtio_rng: bool,
 }
+
+/// The default `-cpu` model: `max` gives the guest RDRAND and RDSEED.
+pub const DEFAULT_CPU: &str = "max";
 
 enum ConfigSource {
     Text(String),
@@ -207,6 +212,8 @@ impl Vm {
             image: None,
             echo: Echo::from_env(),
             accel: Accel::from_env(),
+            cpu: DEFAULT_CPU.to_string(),
+            virtio_rng: false,
         }
     }
 }
@@ -269,6 +276,20 @@ impl VmBuilder {
         self
     }
 
+    /// The `-cpu` model (default [`DEFAULT_CPU`]); e.g. `qemu64`, QEMU's own default,
+    /// has neither RDRAND nor RDSEED.
+    pub fn cpu(mut self, model: &str) -> Self {
+        self.cpu = model.to_string();
+        self
+    }
+
+    /// Adds a virtio-rng device (entropy from the host): `virtio-rng-pci` on pc/q35,
+    /// `virtio-rng-device` on microvm. Off by default.
+    pub fn virtio_rng(mut self) -> Self {
+        self.virtio_rng = true;
+        self
+    }
+
     /// Starts QEMU and returns as soon as it runs (taps already moved into their
     /// namespaces); it does not wait for the appliance to be ready.
     pub fn spawn(self) -> Result<Vm> {
@@ -313,7 +334,7 @@ impl VmBuilder {
         arg("-M");
         arg(self.machine.qemu_machine_arg());
         arg("-cpu");
-        arg("max");
+        arg(&self.cpu);
         arg("-m");
         arg(&self.memory_mib.to_string());
         for a in ["-nodefaults", "-display", "none", "-no-reboot"] {
@@ -348,6 +369,10 @@ impl VmBuilder {
                 self.machine.virtio_net_device(),
                 macs[i]
             ));
+        }
+        if self.virtio_rng {
+            args.push("-device".into());
+            args.push(self.machine.virtio_rng_device().into());
         }
         let command_line = std::iter::once("qemu-system-x86_64".to_string())
             .chain(args.iter().map(|a| shell_quote(a)))
