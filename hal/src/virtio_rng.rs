@@ -10,7 +10,9 @@
 
 use crate::entropy::{EntropySource, SourceError};
 use crate::pci::{Cam, VirtioFunction};
-use crate::virtio::{IdentityHal, MICROVM_MMIO_BASE, MICROVM_MMIO_SIZE, MICROVM_MMIO_SLOTS};
+use crate::virtio::{
+    mmio_device_id, IdentityHal, MICROVM_MMIO_BASE, MICROVM_MMIO_SIZE, MICROVM_MMIO_SLOTS,
+};
 use alloc::boxed::Box;
 use core::ptr::NonNull;
 use virtio_drivers::device::common::Feature;
@@ -77,10 +79,15 @@ impl VirtioRng {
     ///
     /// # Safety
     /// As for [`VirtioNic::probe_microvm`](crate::virtio::VirtioNic::probe_microvm); the
-    /// window found is driven by nobody else (NICs skip non-network windows).
+    /// window found is driven by nobody else (the NIC probe leaves non-network windows alone).
     pub unsafe fn probe_microvm(tsc_hz: u64) -> Option<Result<VirtioRng, RngError>> {
         for slot in (0..MICROVM_MMIO_SLOTS).rev() {
             let addr = MICROVM_MMIO_BASE + slot * MICROVM_MMIO_SIZE;
+            // SAFETY: forwarded from the caller. Only the entropy device's window gets a
+            // transport: dropping one made for a NIC's window would reset that NIC.
+            if unsafe { mmio_device_id(addr) } != Some(DeviceType::EntropySource as u32) {
+                continue;
+            }
             let header = NonNull::new(addr as *mut VirtIOHeader).expect("non-null MMIO base");
             // SAFETY: the caller guarantees a virtio-mmio window of MICROVM_MMIO_SIZE bytes at
             // `addr`, identity-mapped for the life of the kernel; reading its magic and device
@@ -89,13 +96,11 @@ impl VirtioRng {
                 Ok(t) => t,
                 Err(_) => continue,
             };
-            if t.device_type() == DeviceType::EntropySource {
-                return Some(Self::new(
-                    SomeTransport::from(t),
-                    "virtio-rng (virtio-mmio)",
-                    tsc_hz,
-                ));
-            }
+            return Some(Self::new(
+                SomeTransport::from(t),
+                "virtio-rng (virtio-mmio)",
+                tsc_hz,
+            ));
         }
         None
     }

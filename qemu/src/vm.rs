@@ -72,7 +72,16 @@ pub struct VmBuilder {
     echo: Echo,
     accel: Accel,
     cpu: String,
-    virtio_rng: bool,
+    virtio_rng: Option<RngBackend>,
+}
+
+/// Where a virtio-rng device gets its bytes.
+enum RngBackend {
+    /// QEMU's built-in backend (the host's getrandom).
+    Builtin,
+    /// QEMU's `rng-random` backend reading this file (a FIFO nobody writes makes a device
+    /// that never answers).
+    File(PathBuf),
 }
 
 /// The default `-cpu` model: `max` gives the guest RDRAND and RDSEED.
@@ -213,7 +222,7 @@ impl Vm {
             echo: Echo::from_env(),
             accel: Accel::from_env(),
             cpu: DEFAULT_CPU.to_string(),
-            virtio_rng: false,
+            virtio_rng: None,
         }
     }
 }
@@ -286,7 +295,14 @@ impl VmBuilder {
     /// Adds a virtio-rng device (entropy from the host): `virtio-rng-pci` on pc/q35,
     /// `virtio-rng-device` on microvm. Off by default.
     pub fn virtio_rng(mut self) -> Self {
-        self.virtio_rng = true;
+        self.virtio_rng = Some(RngBackend::Builtin);
+        self
+    }
+
+    /// As [`virtio_rng`](Self::virtio_rng), the device reading its bytes from `path`
+    /// (QEMU's `rng-random` backend).
+    pub fn virtio_rng_from(mut self, path: &Path) -> Self {
+        self.virtio_rng = Some(RngBackend::File(path.to_path_buf()));
         self
     }
 
@@ -370,9 +386,18 @@ impl VmBuilder {
                 macs[i]
             ));
         }
-        if self.virtio_rng {
-            args.push("-device".into());
-            args.push(self.machine.virtio_rng_device().into());
+        match &self.virtio_rng {
+            None => {}
+            Some(RngBackend::Builtin) => {
+                args.push("-device".into());
+                args.push(self.machine.virtio_rng_device().into());
+            }
+            Some(RngBackend::File(path)) => {
+                args.push("-object".into());
+                args.push(format!("rng-random,id=rng0,filename={}", path.display()));
+                args.push("-device".into());
+                args.push(format!("{},rng=rng0", self.machine.virtio_rng_device()));
+            }
         }
         let command_line = std::iter::once("qemu-system-x86_64".to_string())
             .chain(args.iter().map(|a| shell_quote(a)))
