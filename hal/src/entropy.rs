@@ -313,7 +313,7 @@ mod tests {
             if !self.script.is_empty() {
                 match self.script.remove(0) {
                     Err(e) => return Err(e),
-                    Ok(n) if n == 0 => return Ok(0),
+                    Ok(0) => return Ok(0),
                     Ok(_) => {}
                 }
             }
