@@ -381,7 +381,21 @@ impl NetDevice for VirtioNic {
 
 #[cfg(test)]
 mod tests {
-    use super::mmio_devices_from_cmdline;
+    use super::{mmio_device_id, mmio_devices_from_cmdline};
+
+    #[test]
+    fn mmio_device_id_reads_the_registers_and_rejects_empty_windows() {
+        // magic, version, device ID, vendor
+        let rng = [0x7472_6976u32, 2, 4, 0x554d_4551];
+        let empty = [0x7472_6976u32, 2, 0, 0x554d_4551];
+        let junk = [0xffff_ffffu32; 4];
+        // SAFETY: each array is a readable 16-byte window standing in for the registers.
+        unsafe {
+            assert_eq!(mmio_device_id(rng.as_ptr() as usize), Some(4));
+            assert_eq!(mmio_device_id(empty.as_ptr() as usize), None);
+            assert_eq!(mmio_device_id(junk.as_ptr() as usize), None);
+        }
+    }
 
     #[test]
     fn qemu_microvm_command_line_gives_window_and_gsi() {

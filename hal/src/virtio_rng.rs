@@ -165,6 +165,9 @@ impl VirtioRng {
         // SAFETY: the same buffer `add` got for `token`.
         let popped = unsafe { self.queue.pop_used(token, &[], &mut [&mut self.buf[..]]) };
         self.pending = None;
+        // The device was asked not to interrupt; should it raise its (possibly shared,
+        // level-triggered) INTx line anyway, reading the ISR status lowers it.
+        let _ = self.transport.ack_interrupt();
         let len = match popped {
             Ok(l) => l as usize,
             Err(_) => {
