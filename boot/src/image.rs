@@ -12,19 +12,23 @@ mod exit;
 
 extern crate alloc;
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use bootinfo::{BootInfo, MAX_MODULE};
 use core::sync::atomic::Ordering;
 use linked_list_allocator::LockedHeap;
+use rand_core::RngCore;
 use vdcnet_appliance::cmdline::Cmdline;
 use vdcnet_appliance::config::{self, Config};
 use vdcnet_appliance::runtime::{Appliance, Options};
 use vdcnet_hal::acpi;
 use vdcnet_hal::clock::Clock;
+use vdcnet_hal::entropy::{MixedRng, SourceStats};
 use vdcnet_hal::net::NetDevice;
 use vdcnet_hal::pci::{Cam, PortCam};
 use vdcnet_hal::rng::Rng;
 use vdcnet_hal::virtio::{Irq, VirtioNic};
+use vdcnet_hal::virtio_rng::VirtioRng;
 use virtio_drivers::transport::pci::bus::ConfigurationAccess;
 use virtio_drivers::transport::pci::bus::PciRoot;
 
@@ -114,21 +118,6 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
         },
     };
 
-    let rng = Rng::new();
-    let seed = match rng {
-        Some(r) => r
-            .try_next_u64()
-            .unwrap_or_else(|_| vdcnet_hal::rng::timer_jitter_seed()),
-        None if config.interface.is_some() => {
-            println!("vdcnet: fatal: this CPU has neither RDSEED nor RDRAND, and the WireGuard [Interface] needs a hardware random number generator for its keys (under QEMU use -cpu max or -cpu host)");
-            exit::fail();
-        }
-        None => {
-            println!("vdcnet: warning: this CPU has neither RDSEED nor RDRAND: seeding TCP from timer jitter; a WireGuard [Interface] would be refused (under QEMU use -cpu max or -cpu host)");
-            vdcnet_hal::rng::timer_jitter_seed()
-        }
-    };
-
     if cmdline.fault_page {
         println!("vdcnet: forcing a page fault (vdcnet.fault=page)");
         // SAFETY: deliberately not sound: this reads an unmapped address to test the fault
@@ -140,7 +129,8 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
     // them has no side effects.
     let rsdp = unsafe { acpi::find_rsdp(boot.rsdp) };
     let mmio_irqs = vdcnet_hal::virtio::mmio_devices_from_cmdline(boot.cmdline());
-    let nics = probe_nics(rsdp, &mmio_irqs);
+    let (nics, virtio_rng) = probe_devices(rsdp, &mmio_irqs, clock.tsc_hz());
+    let (rng, seed) = entropy(virtio_rng, config.interface.is_some());
     // NICs that interrupt let the tick slow down to what protocol timers need; if any NIC
     // cannot, keep polling at 1 kHz.
     let (irq_lines, all_interrupt) = route_nic_interrupts(&nics, rsdp);
@@ -189,10 +179,63 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
     }
 }
 
-/// Finds the NICs: virtio-net PCI functions in PCI order, or on machines without PCI
-/// (microvm), the virtio-mmio devices.
-fn probe_nics(rsdp: Option<u64>, mmio_irqs: &[(usize, u32)]) -> Vec<VirtioNic> {
+/// Every way to give the image an entropy source, for the messages that need one.
+const ENTROPY_WAYS: &str = "-cpu max or -cpu host (RDRAND/RDSEED), -device virtio-rng-pci (pc, q35), -device virtio-rng-device (microvm), or on hardware a CPU with RDRAND";
+
+/// Mixes every entropy source the machine has (RDSEED, RDRAND, `virtio_rng`) into one
+/// generator and says which on the console; returns it and the seed for smoltcp and the
+/// masquerade (drawn from it). Without any source: a fatal error if the config has a
+/// WireGuard `[Interface]` (`needs_rng`), else a warning and a timer-jitter seed.
+fn entropy(virtio_rng: Option<VirtioRng>, needs_rng: bool) -> (Option<MixedRng>, u64) {
+    let mut sources = Rng::sources();
+    if let Some(v) = virtio_rng {
+        sources.push(Box::new(v));
+    }
+    let skipped = |s: &SourceStats| {
+        if !s.seeded {
+            let why = s.last_error.map_or("no bytes", |e| e.as_str());
+            println!("vdcnet: warning: entropy source {} skipped: {why}", s.name);
+        }
+    };
+    match MixedRng::new(sources) {
+        Ok(mut rng) => {
+            let mut names = alloc::string::String::new();
+            for s in rng.sources() {
+                skipped(&s);
+                if s.seeded {
+                    if !names.is_empty() {
+                        names.push_str(" + ");
+                    }
+                    names.push_str(s.name);
+                }
+            }
+            println!("vdcnet: entropy: {names} (mixed into ChaCha20)");
+            let seed = rng.next_u64();
+            (Some(rng), seed)
+        }
+        Err(e) => {
+            for s in &e.tried {
+                skipped(s);
+            }
+            if needs_rng {
+                println!("vdcnet: fatal: no entropy source, and the WireGuard [Interface] needs one for its keys; give the machine one: {ENTROPY_WAYS}");
+                exit::fail();
+            }
+            println!("vdcnet: warning: no entropy source: seeding TCP from timer jitter; a WireGuard [Interface] would be refused (give the machine one: {ENTROPY_WAYS})");
+            (None, vdcnet_hal::rng::timer_jitter_seed())
+        }
+    }
+}
+
+/// Finds the NICs (virtio-net PCI functions in PCI order, or on machines without PCI
+/// (microvm), the virtio-mmio devices) and the first virtio-rng device the same way.
+fn probe_devices(
+    rsdp: Option<u64>,
+    mmio_irqs: &[(usize, u32)],
+    tsc_hz: u64,
+) -> (Vec<VirtioNic>, Option<VirtioRng>) {
     let mut nics = Vec::new();
+    let mut rng = None;
     // SAFETY: `rsdp` was found and checksummed by `find_rsdp`; the ACPI tables are below
     // 4 GiB, identity-mapped; reading them has no side effects.
     let ecam = rsdp.and_then(|r| unsafe { acpi::find_ecam(r) });
@@ -219,6 +262,19 @@ fn probe_nics(rsdp: Option<u64>, mmio_irqs: &[(usize, u32)]) -> Vec<VirtioNic> {
                 Err(e) => println!("vdcnet: warning: virtio-net at {}: {e:?}", nf.function),
             }
         }
+        if let Some(f) = vdcnet_hal::pci::find_virtio(
+            &mut root,
+            &reader,
+            virtio_drivers::transport::DeviceType::EntropySource,
+            1,
+        )
+        .first()
+        {
+            match VirtioRng::new_pci(&mut root, f, tsc_hz) {
+                Ok(r) => rng = Some(r),
+                Err(e) => println!("vdcnet: warning: virtio-rng at {}: {e:?}", f.function),
+            }
+        }
     } else {
         // SAFETY: no PCI host bridge: this is a microvm, whose virtio-mmio windows are
         // identity-mapped by boot and driven by nobody else.
@@ -228,12 +284,18 @@ fn probe_nics(rsdp: Option<u64>, mmio_irqs: &[(usize, u32)]) -> Vec<VirtioNic> {
                 Err(e) => println!("vdcnet: warning: virtio-mmio NIC: {e:?}"),
             }
         }
+        // SAFETY: as above; the NICs took only network windows.
+        match unsafe { VirtioRng::probe_microvm(tsc_hz) } {
+            Some(Ok(r)) => rng = Some(r),
+            Some(Err(e)) => println!("vdcnet: warning: virtio-mmio RNG: {e:?}"),
+            None => {}
+        }
     }
     for (i, n) in nics.iter().enumerate() {
         let m = n.mac_address();
         defmt::info!("nic{=usize}: {=[u8]:02x}", i, m[..]);
     }
-    nics
+    (nics, rng)
 }
 
 /// Identity-maps the memory BARs of `nf` that the firmware placed above 4 GiB (OVMF does,

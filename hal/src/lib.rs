@@ -1,12 +1,14 @@
 //! Hardware for the vdcnet image, turned into small safe types.
 //!
 //! - [`serial`]: 16550 UARTs (the human console on COM1, defmt frames on COM2).
-//! - [`pci`]: PCI configuration space through port I/O, and the virtio-net functions on it.
+//! - [`pci`]: PCI configuration space through port I/O, and the virtio functions on it.
 //! - [`virtio`]: virtio-net over PCI or virtio-mmio through the `virtio-drivers` crate,
 //!   behind [`net::NetDevice`].
 //! - [`clock`]: a monotonic clock from the TSC calibrated against the PIT, wall time from
 //!   the CMOS RTC, and the periodic timer tick that wakes an idle CPU from `hlt`.
 //! - [`rng`]: random numbers from RDSEED/RDRAND.
+//! - [`virtio_rng`]: a virtio-rng device over PCI or virtio-mmio.
+//! - [`entropy`]: every source present mixed into one ChaCha20 generator.
 //! - [`net`]: the one narrow trait between a NIC and the appliance.
 //!
 //! Everything that touches hardware is `unsafe` inside this crate and nowhere else in the
@@ -19,6 +21,7 @@ extern crate alloc;
 pub mod acpi;
 pub mod clock;
 pub mod cpu;
+pub mod entropy;
 pub mod ioapic;
 pub mod net;
 pub mod pci;
@@ -27,3 +30,4 @@ pub mod port;
 pub mod rng;
 pub mod serial;
 pub mod virtio;
+pub mod virtio_rng;

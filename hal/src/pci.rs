@@ -1,6 +1,6 @@
 //! PCI configuration space, through ECAM (memory-mapped, where ACPI's MCFG table says the
 //! machine has it, as on `q35`) or else the legacy port I/O mechanism (0xcf8/0xcfc) that
-//! every PC-compatible machine has; and the virtio-net functions found on it.
+//! every PC-compatible machine has; and the virtio functions (NICs, RNGs) found on it.
 
 use crate::port::{inl, outl};
 use virtio_drivers::transport::pci::bus::{
@@ -134,9 +134,9 @@ impl ConfigurationAccess for Cam {
     }
 }
 
-/// A virtio-net function found on the bus.
+/// A virtio function found on the bus.
 #[derive(Clone, Debug)]
-pub struct NetFunction {
+pub struct VirtioFunction {
     pub function: DeviceFunction,
     pub info: DeviceFunctionInfo,
 }
@@ -148,7 +148,18 @@ pub fn find_virtio_net(
     root: &mut PciRoot<Cam>,
     reader: &Cam,
     max: usize,
-) -> heapless::Vec<NetFunction, 8> {
+) -> heapless::Vec<VirtioFunction, 8> {
+    find_virtio(root, reader, DeviceType::Network, max)
+}
+
+/// As [`find_virtio_net`], for the virtio functions of any type `kind` (virtio-rng is
+/// [`DeviceType::EntropySource`]).
+pub fn find_virtio(
+    root: &mut PciRoot<Cam>,
+    reader: &Cam,
+    kind: DeviceType,
+    max: usize,
+) -> heapless::Vec<VirtioFunction, 8> {
     let mut found = heapless::Vec::new();
     let mut buses: heapless::Vec<u8, 32> = heapless::Vec::new();
     let _ = buses.push(0);
@@ -161,12 +172,12 @@ pub fn find_virtio_net(
             if info.header_type == HeaderType::PciPciBridge {
                 let _ = bridges.push(function);
             }
-            if virtio_device_type(&info) == Some(DeviceType::Network) && found.len() < max.min(8) {
+            if virtio_device_type(&info) == Some(kind) && found.len() < max.min(8) {
                 root.set_command(
                     function,
                     Command::IO_SPACE | Command::MEMORY_SPACE | Command::BUS_MASTER,
                 );
-                let _ = found.push(NetFunction { function, info });
+                let _ = found.push(VirtioFunction { function, info });
             }
         }
         for bridge in bridges {

@@ -1,4 +1,5 @@
-//! Random numbers from the CPU (RDSEED, else RDRAND).
+//! Random numbers from the CPU (RDSEED, else RDRAND); each is also a source for the
+//! [`entropy`](crate::entropy) mixer.
 
 use core::arch::x86_64::{_rdrand64_step, _rdseed64_step};
 
@@ -22,18 +23,20 @@ pub struct NoEntropy;
 impl Rng {
     /// Uses RDSEED where the CPU has it, else RDRAND; `None` if it has neither.
     pub fn new() -> Option<Rng> {
+        Rng::with_source(Source::RdSeed).or_else(|| Rng::with_source(Source::RdRand))
+    }
+
+    /// Uses `source` if the CPU has it and it works; `None` otherwise.
+    pub fn with_source(source: Source) -> Option<Rng> {
         let f = crate::cpu::features();
-        let rng = if f.rdseed {
-            Rng {
-                source: Source::RdSeed,
-            }
-        } else if f.rdrand {
-            Rng {
-                source: Source::RdRand,
-            }
-        } else {
-            return None;
+        let has = match source {
+            Source::RdSeed => f.rdseed,
+            Source::RdRand => f.rdrand,
         };
+        if !has {
+            return None;
+        }
+        let rng = Rng { source };
         // A CPU can advertise the instruction and still fail every call (known firmware
         // bugs return all ones); check once that it works.
         let (a, b) = (rng.try_next_u64().ok()?, rng.try_next_u64().ok()?);
@@ -41,6 +44,18 @@ impl Rng {
             return None;
         }
         Some(rng)
+    }
+
+    /// Every instruction source the CPU has that works (RDSEED, RDRAND), for the mixer.
+    pub fn sources() -> alloc::vec::Vec<alloc::boxed::Box<dyn crate::entropy::EntropySource>> {
+        let mut v: alloc::vec::Vec<alloc::boxed::Box<dyn crate::entropy::EntropySource>> =
+            alloc::vec::Vec::new();
+        for s in [Source::RdSeed, Source::RdRand] {
+            if let Some(r) = Rng::with_source(s) {
+                v.push(alloc::boxed::Box::new(r));
+            }
+        }
+        v
     }
 
     /// Which instruction this RNG uses.
@@ -141,11 +156,27 @@ impl Rng {
     }
 }
 
+/// RDSEED or RDRAND as one of the mixer's sources.
+impl crate::entropy::EntropySource for Rng {
+    fn name(&self) -> &'static str {
+        match self.source {
+            Source::RdSeed => "RDSEED",
+            Source::RdRand => "RDRAND",
+        }
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, crate::entropy::SourceError> {
+        let n = buf.len().min(64);
+        Rng::fill(self, &mut buf[..n]).map_err(|_| crate::entropy::SourceError::Cpu)?;
+        Ok(n)
+    }
+}
+
 /// A seed from the jitter of timed port writes, for machines without RDSEED/RDRAND.
 ///
 /// This is NOT cryptographic-grade entropy: it is only good enough to make TCP initial
 /// sequence numbers and ephemeral ports unpredictable to a casual observer. The image
-/// refuses to run a WireGuard interface without a hardware RNG.
+/// refuses to run a WireGuard interface without a real entropy source.
 pub fn timer_jitter_seed() -> u64 {
     let mut h: u64 = 0x243f_6a88_85a3_08d3;
     for _ in 0..256 {

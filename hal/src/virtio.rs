@@ -4,7 +4,7 @@
 //! sending a frame allocates nothing.
 
 use crate::net::NetDevice;
-use crate::pci::{Cam, NetFunction};
+use crate::pci::{Cam, VirtioFunction};
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use alloc::boxed::Box;
 use alloc::vec;
@@ -13,7 +13,7 @@ use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, PciRoot};
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::{DeviceType, SomeTransport, Transport};
+use virtio_drivers::transport::{DeviceType, SomeTransport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 /// Descriptors per virtqueue, and so frames in flight per direction.
@@ -135,6 +135,21 @@ unsafe fn microvm_gsi_base(acpi: bool) -> u32 {
     }
 }
 
+/// The virtio device ID in the virtio-mmio window at `addr` (1 = network, 4 = entropy),
+/// or `None` if the window holds no virtio device. Read from the registers directly:
+/// making a `MmioTransport` just to look would reset the device when it is dropped.
+///
+/// # Safety
+/// A virtio-mmio window (or nothing) is identity-mapped at `addr`.
+pub unsafe fn mmio_device_id(addr: usize) -> Option<u32> {
+    const MAGIC: u32 = 0x7472_6976; // "virt"
+    let p = addr as *const u32;
+    // SAFETY: the caller guarantees the window is mapped; the magic (offset 0) and device
+    // ID (offset 8) registers are read-only and reading them has no side effect.
+    let (magic, id) = unsafe { (p.read_volatile(), p.add(2).read_volatile()) };
+    (magic == MAGIC && id != 0).then_some(id)
+}
+
 /// The virtio-mmio devices QEMU lists on the kernel command line (`microvm` adds
 /// `virtio_mmio.device=512@0xfeb00e00:12` for each, unless `auto-kernel-cmdline=off`):
 /// (window address, GSI) pairs.
@@ -165,7 +180,7 @@ impl VirtioNic {
     pub fn new_pci(
         root: &mut PciRoot<Cam>,
         reader: &Cam,
-        nf: &NetFunction,
+        nf: &VirtioFunction,
     ) -> Result<VirtioNic, NicError> {
         let t = PciTransport::new::<IdentityHal, _>(root, nf.function).map_err(NicError::Pci)?;
         let mut nic = Self::new(SomeTransport::from(t))?;
@@ -195,17 +210,19 @@ impl VirtioNic {
                 break;
             }
             let addr = MICROVM_MMIO_BASE + slot * MICROVM_MMIO_SIZE;
+            // SAFETY: forwarded from the caller. Other devices' windows (virtio-rng) are left
+            // alone: a transport made and dropped here would reset them.
+            if unsafe { mmio_device_id(addr) } != Some(DeviceType::Network as u32) {
+                continue;
+            }
             let header = NonNull::new(addr as *mut VirtIOHeader).expect("non-null MMIO base");
             // SAFETY: the caller guarantees a virtio-mmio window of MICROVM_MMIO_SIZE bytes at
             // `addr`, identity-mapped for the life of the kernel; reading its magic and device
             // ID has no side effect.
             let t = match unsafe { MmioTransport::new(header, MICROVM_MMIO_SIZE) } {
                 Ok(t) => t,
-                Err(_) => continue, // empty window (device ID 0) or not virtio
+                Err(_) => continue, // not a transport virtio-drivers can drive
             };
-            if t.device_type() != DeviceType::Network {
-                continue;
-            }
             let gsi = irqs
                 .iter()
                 .find(|(a, _)| *a == addr)
@@ -364,7 +381,21 @@ impl NetDevice for VirtioNic {
 
 #[cfg(test)]
 mod tests {
-    use super::mmio_devices_from_cmdline;
+    use super::{mmio_device_id, mmio_devices_from_cmdline};
+
+    #[test]
+    fn mmio_device_id_reads_the_registers_and_rejects_empty_windows() {
+        // magic, version, device ID, vendor
+        let rng = [0x7472_6976u32, 2, 4, 0x554d_4551];
+        let empty = [0x7472_6976u32, 2, 0, 0x554d_4551];
+        let junk = [0xffff_ffffu32; 4];
+        // SAFETY: each array is a readable 16-byte window standing in for the registers.
+        unsafe {
+            assert_eq!(mmio_device_id(rng.as_ptr() as usize), Some(4));
+            assert_eq!(mmio_device_id(empty.as_ptr() as usize), None);
+            assert_eq!(mmio_device_id(junk.as_ptr() as usize), None);
+        }
+    }
 
     #[test]
     fn qemu_microvm_command_line_gives_window_and_gsi() {

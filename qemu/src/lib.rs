@@ -63,5 +63,5 @@ pub use machine::{Accel, Machine};
 pub use netns::{Netns, Tap};
 pub use nic::{Mac, Nic, ECHO_PORT};
 pub use probe::{tcp_echo, tcp_echo_retry};
-pub use vm::{Echo, Vm, VmBuilder, APPLIANCE_FAILED, DEFAULT_TIMEOUT, READY};
+pub use vm::{Echo, Vm, VmBuilder, APPLIANCE_FAILED, DEFAULT_CPU, DEFAULT_TIMEOUT, READY};
 pub use wire::{LinkPolicy, PortIo, PortStats, Wire, WirePort};

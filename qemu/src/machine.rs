@@ -45,6 +45,14 @@ impl Machine {
         }
     }
 
+    /// The virtio-rng device model: PCI on pc/q35, virtio-mmio on microvm.
+    pub fn virtio_rng_device(self) -> &'static str {
+        match self {
+            Machine::Microvm => "virtio-rng-device",
+            Machine::Pc | Machine::Q35 => "virtio-rng-pci",
+        }
+    }
+
     /// Arguments that attach `chardev` as the second serial port (COM2, 0x2f8, IRQ 3).
     /// microvm creates only one ISA serial port from `-serial`, so the second is explicit.
     pub fn second_serial_args(self, chardev: &str) -> Vec<String> {
@@ -116,6 +124,8 @@ mod tests {
     #[test]
     fn microvm_uses_mmio_and_an_explicit_second_serial() {
         assert_eq!(Machine::Microvm.virtio_net_device(), "virtio-net-device");
+        assert_eq!(Machine::Microvm.virtio_rng_device(), "virtio-rng-device");
+        assert_eq!(Machine::Pc.virtio_rng_device(), "virtio-rng-pci");
         assert_eq!(
             Machine::Microvm.second_serial_args("log"),
             ["-device", "isa-serial,chardev=log,iobase=0x2f8,irq=3"]

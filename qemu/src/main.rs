@@ -21,6 +21,8 @@ commands:
                           TCP echo (port 7) from a free 127.0.0.1 port; tap puts the far
                           end in a new network namespace holding 10.0.2.2/24, fec0::2/64
       --append STR        extra kernel command line (e.g. vdcnet.fault=page)
+      --cpu MODEL         QEMU CPU model (default max: RDRAND; qemu64 has no RDRAND)
+      --virtio-rng        add a virtio-rng device (entropy without RDRAND/RDSEED)
   demo                  two appliances on a shared wire, a host forward and a namespace:
                         shows pings and TCP echo crossing them, step by step
   mesh --nodes N --out DIR   write the node files of an N-node WireGuard full mesh: each

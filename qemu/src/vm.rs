@@ -74,7 +74,21 @@ pub struct VmBuilder {
     accel: Accel,
     medium: Option<Medium>,
     firmware: Firmware,
+    cpu: String,
+    virtio_rng: Option<RngBackend>,
 }
+
+/// Where a virtio-rng device gets its bytes.
+enum RngBackend {
+    /// QEMU's built-in backend (the host's getrandom).
+    Builtin,
+    /// QEMU's `rng-random` backend reading this file (a FIFO nobody writes makes a device
+    /// that never answers).
+    File(PathBuf),
+}
+
+/// The default `-cpu` model: `max` gives the guest RDRAND and RDSEED.
+pub const DEFAULT_CPU: &str = "max";
 
 enum ConfigSource {
     Text(String),
@@ -212,6 +226,8 @@ impl Vm {
             accel: Accel::from_env(),
             medium: None,
             firmware: Firmware::default(),
+            cpu: DEFAULT_CPU.to_string(),
+            virtio_rng: None,
         }
     }
 }
@@ -290,6 +306,27 @@ impl VmBuilder {
         self
     }
 
+    /// The `-cpu` model (default [`DEFAULT_CPU`]); e.g. `qemu64`, QEMU's own default,
+    /// has neither RDRAND nor RDSEED.
+    pub fn cpu(mut self, model: &str) -> Self {
+        self.cpu = model.to_string();
+        self
+    }
+
+    /// Adds a virtio-rng device (entropy from the host): `virtio-rng-pci` on pc/q35,
+    /// `virtio-rng-device` on microvm. Off by default.
+    pub fn virtio_rng(mut self) -> Self {
+        self.virtio_rng = Some(RngBackend::Builtin);
+        self
+    }
+
+    /// As [`virtio_rng`](Self::virtio_rng), the device reading its bytes from `path`
+    /// (QEMU's `rng-random` backend).
+    pub fn virtio_rng_from(mut self, path: &Path) -> Self {
+        self.virtio_rng = Some(RngBackend::File(path.to_path_buf()));
+        self
+    }
+
     /// Starts QEMU and returns as soon as it runs (taps already moved into their
     /// namespaces); it does not wait for the appliance to be ready.
     pub fn spawn(self) -> Result<Vm> {
@@ -353,7 +390,7 @@ impl VmBuilder {
         arg("-M");
         arg(self.machine.qemu_machine_arg());
         arg("-cpu");
-        arg("max");
+        arg(&self.cpu);
         arg("-m");
         arg(&self.memory_mib.to_string());
         for a in ["-nodefaults", "-display", "none", "-no-reboot"] {
@@ -394,6 +431,19 @@ impl VmBuilder {
                 self.machine.virtio_net_device(),
                 macs[i]
             ));
+        }
+        match &self.virtio_rng {
+            None => {}
+            Some(RngBackend::Builtin) => {
+                args.push("-device".into());
+                args.push(self.machine.virtio_rng_device().into());
+            }
+            Some(RngBackend::File(path)) => {
+                args.push("-object".into());
+                args.push(format!("rng-random,id=rng0,filename={}", path.display()));
+                args.push("-device".into());
+                args.push(format!("{},rng=rng0", self.machine.virtio_rng_device()));
+            }
         }
         let command_line = std::iter::once("qemu-system-x86_64".to_string())
             .chain(args.iter().map(|a| shell_quote(a)))

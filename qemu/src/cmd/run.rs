@@ -16,6 +16,8 @@ pub fn main(args: &[String]) -> CmdResult {
     let mut mem = 64u32;
     let mut nics = Vec::new();
     let mut append = String::new();
+    let mut cpu = vdcnet_qemu::DEFAULT_CPU.to_string();
+    let mut virtio_rng = false;
     let mut a = Args::new(args);
     while let Some(flag) = a.next_flag() {
         match flag {
@@ -33,6 +35,8 @@ pub fn main(args: &[String]) -> CmdResult {
                 append.push(' ');
                 append.push_str(a.value(flag)?);
             }
+            "--cpu" => cpu = a.value(flag)?.to_string(),
+            "--virtio-rng" => virtio_rng = true,
             other => return Err(UsageError(format!("unknown option `{other}`")).into()),
         }
     }
@@ -51,7 +55,11 @@ pub fn main(args: &[String]) -> CmdResult {
         .machine(machine)
         .memory_mib(mem)
         .append(&append)
+        .cpu(&cpu)
         .echo(Echo::Terminal);
+    if virtio_rng {
+        builder = builder.virtio_rng();
+    }
     if let Some(c) = &config {
         builder = builder.config_file(c);
     }
