@@ -16,6 +16,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod config;
+pub mod gateway;
 pub mod router;
 pub mod runtime;
 pub mod tunnel;
