@@ -87,6 +87,11 @@ impl<T: Copy> NameTable<T> {
         }
     }
 
+    /// Whether the table has no name at all.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcards.is_empty()
+    }
+
     /// Adds a pattern; a pattern already present keeps its first value.
     pub fn insert(&mut self, pattern: &NamePattern, value: T) {
         let (list, name) = match pattern {
