@@ -199,6 +199,12 @@ impl Pool {
         Some(chosen)
     }
 
+    /// Whether [`Pool::pick`] would find a backend outside `exclude` (without moving the
+    /// rotation).
+    pub fn available(&self, exclude: &[usize]) -> bool {
+        (0..self.backends.len()).any(|i| self.backends[i].up && !exclude.contains(&i))
+    }
+
     /// A connection to the backend is established.
     pub fn connected(&mut self, backend: usize) {
         if let Some(b) = self.backends.get_mut(backend) {

@@ -286,12 +286,9 @@ impl Conn {
                 self.sniffed(shared, answer, now, out);
             }
             State::Head(buf) => {
-                if buf.len() + bytes.len() > MAX_HEAD {
-                    let take = MAX_HEAD.saturating_sub(buf.len());
-                    buf.extend_from_slice(&bytes[..take]);
-                } else {
-                    buf.extend_from_slice(bytes);
-                }
+                // Never more than MAX_HEAD plus one read: a longer head is refused below
+                // as soon as it is over; what follows a complete head is body.
+                buf.extend_from_slice(bytes);
                 self.head(shared, now, out);
             }
             State::Connecting { then, .. } => match then {
@@ -489,10 +486,14 @@ impl Conn {
         now: Instant,
         out: Out,
     ) {
-        let State::Connecting { .. } = self.state else {
-            // Lost after connecting: nothing to retry.
-            return self.backend_closed(shared, now, out);
-        };
+        match self.state {
+            State::Connecting { .. } => {}
+            // Broken after connecting: nothing to retry. An exchange answers 502 if it
+            // can; an idle kept backend just goes.
+            State::Exchange(_) => return self.backend_closed(shared, now, out),
+            State::Head(_) => return self.drop_link(shared, out, false),
+            _ => return self.close(shared, out),
+        }
         let Some(link) = self.link.take() else {
             return self.close(shared, out);
         };
@@ -510,7 +511,7 @@ impl Conn {
         else {
             return;
         };
-        let exhausted = shared.services[link.service].pool.pick(&tried).is_none();
+        let exhausted = !shared.services[link.service].pool.available(&tried);
         if exhausted && timeout {
             if let After::Exchange(_) = then {
                 self.link = Some(link);
@@ -570,12 +571,8 @@ impl Conn {
             }
             return;
         }
-        if ex.resp_head.len() + bytes.len() > MAX_HEAD + 1 {
-            let take = (MAX_HEAD + 1).saturating_sub(ex.resp_head.len());
-            ex.resp_head.extend_from_slice(&bytes[..take]);
-        } else {
-            ex.resp_head.extend_from_slice(bytes);
-        }
+        // As for request heads: at most MAX_HEAD plus one read before it parses or fails.
+        ex.resp_head.extend_from_slice(bytes);
         loop {
             let State::Exchange(ex) = &mut self.state else {
                 return;

@@ -13,6 +13,9 @@
 //!   streamed, `Connection: upgrade` becomes a tunnel, X-Forwarded-* are set.
 //! - `tcp` services take every connection to their public port.
 //!
+//! Flow control is the caller's: it reads from one side only as fast as the other side's
+//! send buffer drains, so each event carries at most one read's worth of bytes.
+//!
 //! Bounded everything: at most `MaxConnections` client connections (the next one is
 //! refused and counted), heads and ClientHellos under their limits and timeouts, buffers
 //! capped; counters per gateway ([`GatewayCounters`]), per service ([`ServiceCounters`])

@@ -642,3 +642,36 @@ fn random_bytes_on_both_ports_never_panic_and_always_end() {
     }
     assert_eq!(sim.gw.open_connections(), 0);
 }
+
+#[test]
+fn a_body_in_the_same_read_as_its_head_is_passed_on_whole() {
+    let mut sim = Sim::new(gateway(HTTP_AB, ""));
+    let id = sim.accept(80);
+    let body = vec![b'q'; 20_000];
+    let mut req =
+        b"POST / HTTP/1.1\r\nHost: a.example.org\r\nContent-Length: 20000\r\n\r\n".to_vec();
+    req.extend_from_slice(&body);
+    sim.client_sends(id, &req);
+    assert!(sim.socket(id).to_backend.ends_with(&body));
+    let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n".to_vec();
+    resp.extend_from_slice(&body);
+    sim.backend_sends(id, &resp);
+    assert_eq!(sim.socket(id).to_client, resp);
+    assert!(!sim.socket(id).closed);
+}
+
+#[test]
+fn a_backend_reset_mid_stream_closes_the_client() {
+    let mut sim = Sim::new(gateway(TLS_SHOP, ""));
+    let id = sim.accept(443);
+    sim.client_sends(id, OPENSSL);
+    let mut out = Vec::new();
+    sim.gw.backend_failed(id, sim.now, &mut out);
+    sim.run(out);
+    assert!(sim.socket(id).closed);
+    let (_, _, pool) = sim.gw.service(0).unwrap();
+    assert!(
+        pool.is_up(0),
+        "a reset after connecting is not a failed connect"
+    );
+}
