@@ -110,11 +110,15 @@ impl SniReader {
             self.buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
             return done.clone();
         }
-        if self.buf.len() + bytes.len() > MAX_CLIENT_HELLO + MAX_RECORD_OVERHEAD {
-            return self.decide(Sniff::TooLarge);
+        // Keep what fits; if the bytes that fit decide nothing, the hello is too large.
+        // (Walking them first gives the same answer however the input was split.)
+        let room = (MAX_CLIENT_HELLO + MAX_RECORD_OVERHEAD).saturating_sub(self.buf.len());
+        let over = bytes.len() > room;
+        self.buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        let mut answer = self.walk();
+        if over && answer == Sniff::NeedMore {
+            answer = Sniff::TooLarge;
         }
-        self.buf.extend_from_slice(bytes);
-        let answer = self.walk();
         if answer != Sniff::NeedMore {
             self.done = Some(answer.clone());
         }
@@ -136,17 +140,17 @@ impl SniReader {
         self.buf
     }
 
-    fn decide(&mut self, answer: Sniff) -> Sniff {
-        self.done = Some(answer.clone());
-        answer
-    }
-
     /// Walks the records that are complete, then parses the ClientHello if it is.
     fn walk(&mut self) -> Sniff {
         if self.buf.first().is_some_and(|&b| b != CONTENT_HANDSHAKE) {
             return Sniff::NotTls;
         }
         loop {
+            // The message type as soon as it is in, then its length: the same order as the
+            // early look into an incomplete first record below.
+            if self.handshake_len >= 1 && self.header[0] != HANDSHAKE_CLIENT_HELLO {
+                return Sniff::Malformed;
+            }
             if let Some(total) = self.message_len() {
                 if total > MAX_CLIENT_HELLO {
                     return Sniff::TooLarge;
@@ -504,6 +508,20 @@ mod tests {
         assert_eq!(sniff_all(&[&max]), Sniff::Sni("pq.example.org".into()));
         let over = synthetic(name, MAX_CLIENT_HELLO - fixed + 1);
         assert_eq!(sniff_all(&[&over[..10]]), Sniff::TooLarge);
+    }
+
+    #[test]
+    fn the_answer_does_not_depend_on_the_split() {
+        // Found by the fuzzer: a record holding a handshake of type 255 with a huge length
+        // was TooLarge whole and Malformed when its record arrived in two pieces.
+        let mut odd = vec![22, 3, 1, 1, 0x24];
+        odd.extend_from_slice(&[0xff; 292]);
+        assert_eq!(sniff_all(&[&odd]), Sniff::Malformed);
+        assert_eq!(sniff_all(&[&odd[..20], &odd[20..]]), Sniff::Malformed);
+        // Over the buffer bound: junk is still NotTls, whole or split.
+        let junk = vec![b'G'; MAX_CLIENT_HELLO + MAX_RECORD_OVERHEAD + 1];
+        assert_eq!(sniff_all(&[&junk]), Sniff::NotTls);
+        assert_eq!(sniff_all(&[&junk[..1], &junk[1..]]), Sniff::NotTls);
     }
 
     #[test]
