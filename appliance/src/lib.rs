@@ -19,6 +19,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod config;
+pub mod gateway;
 pub mod metrics;
 pub mod router;
 pub mod routing;

@@ -41,6 +41,21 @@
 //! Enabled = yes                     # optional, default yes
 //! Listen = 10.20.1.1:9100           # optional, repeatable; default: port 9100 on every
 //!                                   # segment and [Interface] address
+//!
+//! [Gateway]                         # optional, at most one: public names to services
+//! Listen = 203.0.113.10, 2001:db8::10   # addresses of underlay [Link]s
+//! HttpPort = 80                     # optional; TlsPort = 443 likewise
+//! MaxConnections = 1024             # optional; HeadTimeout, IdleTimeout, ConnectTimeout
+//!                                   # in seconds (10, 60, 5)
+//!
+//! [Service]                         # one or more, with a [Gateway]
+//! Name = shop.example.org           # or *.example.org
+//! Mode = tls                        # tls (by SNI) | http (by Host) | tcp (a whole Port)
+//! Backend = 10.20.1.10:443, [fd20:ab:cd:2::10]:443   # repeatable
+//! Balance = leastconn               # optional: roundrobin (default) | leastconn
+//! ProxyProtocol = v2                # optional: v2 | off (default)
+//! HealthCheck = tcp                 # optional: tcp (default) | http /path (Mode = http)
+//! CheckInterval = 2000              # optional, ms; CheckTimeout = 1000, Rise = 2, Fall = 3
 //! ```
 //!
 //! Comments start with `#` or `;`, on their own line or after a value. Section and key
@@ -54,8 +69,10 @@
 //!
 //! Files: `lines` (line splitting, comments, headers), `values` (one value at a time),
 //! `parser` (the pass over the file), `link` / `interface` / `peer` / `routing` /
-//! `metrics` (one section kind each), `shared` (what they have in common), `keys` (WireGuard keys).
+//! `metrics` / `gateway` / `service` (one section kind each), `shared` (what they
+//! have in common), `keys` (WireGuard keys).
 
+mod gateway;
 mod interface;
 mod keys;
 mod lines;
@@ -64,6 +81,7 @@ mod metrics;
 mod parser;
 mod peer;
 mod routing;
+mod service;
 mod shared;
 mod values;
 
@@ -71,12 +89,15 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
+use core::net::SocketAddr;
 use core::ops::RangeInclusive;
 
 use smoltcp::wire::{
     EthernetAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr,
 };
 
+pub use crate::gateway::backend::Balance;
+pub use crate::gateway::names::NamePattern;
 pub use keys::{PublicKey, SecretKey, KEY_BASE64_LEN, KEY_LEN};
 pub use lines::MAX_LINE_LEN;
 pub use metrics::{DEFAULT_METRICS_PORT, MAX_METRICS_LISTEN};
@@ -105,6 +126,23 @@ pub const IPV6_MIN_MTU: u16 = 1280;
 pub const MAX_NETWORKS: usize = 16;
 /// Accepted `HelloInterval` values, in milliseconds.
 pub const HELLO_INTERVAL_MS: RangeInclusive<u16> = 50..=60_000;
+
+/// `Listen` addresses in `[Gateway]`.
+pub const MAX_LISTEN: usize = 8;
+/// `[Service]` sections.
+pub const MAX_SERVICES: usize = 64;
+/// `Backend` addresses per `[Service]`.
+pub const MAX_SERVICE_BACKENDS: usize = crate::gateway::backend::MAX_BACKENDS;
+/// `MaxConnections` when `[Gateway]` does not give one.
+pub const DEFAULT_MAX_CONNECTIONS: u16 = 1024;
+/// Accepted `HeadTimeout`, `IdleTimeout` and `ConnectTimeout` values, in seconds.
+pub const GATEWAY_TIMEOUT_SECS: RangeInclusive<u16> = 1..=3600;
+/// Accepted `CheckInterval` and `CheckTimeout` values, in milliseconds.
+pub const CHECK_MS: RangeInclusive<u16> = 100..=60_000;
+/// Accepted `Rise` and `Fall` values.
+pub const CHECK_STREAK: RangeInclusive<u16> = 1..=10;
+/// The longest `HealthCheck = http` path.
+pub const MAX_CHECK_PATH: usize = 256;
 
 /// `LeaseTime` when a segment does not give one.
 pub const DEFAULT_LEASE_SECS: u32 = 3600;
@@ -146,6 +184,84 @@ pub struct Config {
     pub routing: Option<RoutingConfig>,
     /// The `[Metrics]` section, if the file has one; see [`Config::metrics_listen`].
     pub metrics: Option<MetricsConfig>,
+    /// The web gateway and its services, if the node is one.
+    pub gateway: Option<GatewayConfig>,
+}
+
+/// The `[Gateway]` section with the `[Service]`s it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Public addresses listened on; each is an `Address` of an underlay `[Link]`.
+    pub listen: Vec<IpAddress>,
+    /// Port of the `http` services (default 80).
+    pub http_port: u16,
+    /// Port of the `tls` services (default 443).
+    pub tls_port: u16,
+    /// Client connections open at once; the next one is refused (default 1024).
+    pub max_connections: u16,
+    /// Seconds a client has to send a whole ClientHello or request head (default 10).
+    pub head_timeout_secs: u16,
+    /// Seconds a connection may carry nothing either way (default 60).
+    pub idle_timeout_secs: u16,
+    /// Seconds to reach a backend before trying the next, or 504 (default 5).
+    pub connect_timeout_secs: u16,
+    /// The services, in file order; at least one.
+    pub services: Vec<ServiceConfig>,
+    /// Line of the `[Gateway]` header.
+    pub line: usize,
+}
+
+/// One `[Service]`: a public name (or port) and the private backends behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// The name clients ask for (SNI or Host); a label only for `tcp`.
+    pub name: NamePattern,
+    /// How clients are told apart.
+    pub mode: ServiceMode,
+    /// Backend addresses, unique, 1..=[`MAX_SERVICE_BACKENDS`].
+    pub backends: Vec<SocketAddr>,
+    /// How connections are spread over healthy backends.
+    pub balance: Balance,
+    /// Send a PROXY protocol v2 header to the backends.
+    pub proxy_protocol: bool,
+    /// The active health check.
+    pub health_check: HealthCheck,
+    /// Milliseconds between checks (default 2000).
+    pub check_interval_ms: u16,
+    /// Milliseconds after which a check failed (default 1000).
+    pub check_timeout_ms: u16,
+    /// Good checks in a row that bring a backend back (default 2).
+    pub rise: u8,
+    /// Failed checks in a row that take a backend out (default 3).
+    pub fall: u8,
+    /// Line of the `[Service]` header.
+    pub line: usize,
+}
+
+/// `Mode =` of a `[Service]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceMode {
+    /// TLS passthrough chosen by SNI on the gateway's TLS port.
+    Tls,
+    /// HTTP/1.1 chosen by Host, per request, on the gateway's HTTP port.
+    Http,
+    /// Every connection to this public port.
+    Tcp {
+        /// The public port.
+        port: u16,
+    },
+}
+
+/// `HealthCheck =` of a `[Service]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheck {
+    /// A TCP connect succeeds.
+    Tcp,
+    /// `GET path` answers 2xx or 3xx.
+    Http {
+        /// The path, starting with `/`.
+        path: String,
+    },
 }
 
 /// The `[Routing]` section: Babel over the tunnel.
@@ -296,6 +412,7 @@ impl Config {
             interface: None,
             peers: Vec::new(),
             routing: None,
+            gateway: None,
             metrics: None,
         }
     }

@@ -11,16 +11,18 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::gateway::GatewayBuilder;
 use super::interface::InterfaceBuilder;
 use super::lines::{lines, BadLine, Line};
 use super::link::LinkBuilder;
 use super::metrics::{self, MetricsBuilder};
 use super::peer::PeerBuilder;
 use super::routing::RoutingBuilder;
+use super::service::{Claimed, ServiceBuilder};
 use super::shared::Seen;
 use super::{
-    Config, ConfigError, InterfaceConfig, LinkConfig, MetricsConfig, PeerConfig, RoutingConfig,
-    MAX_CONFIG_LEN, MAX_LINKS, MAX_PEERS,
+    Config, ConfigError, InterfaceConfig, LinkConfig, MetricsConfig, PeerConfig, Role,
+    RoutingConfig, ServiceConfig, MAX_CONFIG_LEN, MAX_LINKS, MAX_PEERS, MAX_SERVICES,
 };
 
 pub(super) fn parse(text: &[u8]) -> Result<Config, Vec<ConfigError>> {
@@ -60,6 +62,8 @@ enum Section {
     Peer(PeerBuilder),
     Routing(RoutingBuilder),
     Metrics(MetricsBuilder),
+    Gateway(GatewayBuilder),
+    Service(ServiceBuilder),
 }
 
 #[derive(Default)]
@@ -80,6 +84,13 @@ struct Parser {
     routing: Option<RoutingConfig>,
     metrics_header: Option<usize>,
     metrics: Option<MetricsConfig>,
+    gateway_header: Option<usize>,
+    /// The `[Gateway]` section, finished at the end of the file with the services.
+    gateway: Option<GatewayBuilder>,
+    service_headers: usize,
+    first_service_header: Option<usize>,
+    claimed: Claimed,
+    services: Vec<ServiceConfig>,
 }
 
 impl Parser {
@@ -99,6 +110,8 @@ impl Parser {
                 Section::Interface(interface) => interface.damaged = true,
                 Section::Peer(peer) => peer.damaged = true,
                 Section::Routing(routing) => routing.damaged = true,
+                Section::Gateway(gateway) => gateway.damaged = true,
+                Section::Service(service) => service.damaged = true,
             }
         }
     }
@@ -156,6 +169,30 @@ impl Parser {
                 }
             };
             Section::Routing(RoutingBuilder::new(line, keep))
+        } else if name.eq_ignore_ascii_case("Gateway") {
+            let keep = match self.gateway_header {
+                Some(first) => {
+                    self.seen.error(
+                        line,
+                        format!("second [Gateway] section; there can be only one (the first is at line {first})"),
+                    );
+                    false
+                }
+                None => {
+                    self.gateway_header = Some(line);
+                    true
+                }
+            };
+            Section::Gateway(GatewayBuilder::new(line, keep))
+        } else if name.eq_ignore_ascii_case("Service") {
+            self.service_headers += 1;
+            self.first_service_header.get_or_insert(line);
+            let keep = self.service_headers <= MAX_SERVICES;
+            if !keep {
+                self.seen
+                    .error(line, format!("more than {MAX_SERVICES} [Service] sections"));
+            }
+            Section::Service(ServiceBuilder::new(line, keep))
         } else if name.eq_ignore_ascii_case("Metrics") {
             let keep = match self.metrics_header {
                 Some(first) => {
@@ -175,7 +212,7 @@ impl Parser {
             self.seen.error(
                 line,
                 format!(
-                    "unknown section [{name}]; expected [Link], [Interface], [Peer], [Routing] or [Metrics]"
+                    "unknown section [{name}]; expected [Link], [Interface], [Peer], [Routing], [Metrics], [Gateway] or [Service]"
                 ),
             );
             Section::Skip
@@ -195,6 +232,8 @@ impl Parser {
             Section::Peer(peer) => peer.entry(seen, line, key, value),
             Section::Routing(routing) => routing.entry(seen, line, key, value),
             Section::Metrics(m) => m.entry(seen, line, key, value),
+            Section::Gateway(gateway) => gateway.entry(seen, line, key, value),
+            Section::Service(service) => service.entry(seen, line, key, value),
         }
     }
 
@@ -224,6 +263,20 @@ impl Parser {
             Section::Metrics(m) => {
                 if let Some(m) = m.finish(&mut self.seen) {
                     self.metrics = Some(m);
+                }
+            }
+            // Finished at the end of the file, when its services are known.
+            Section::Gateway(gateway) => {
+                if self.gateway.is_none() {
+                    self.gateway = Some(gateway);
+                } else {
+                    // A second [Gateway]: its own errors are reported, nothing is kept.
+                    let _ = gateway.finish(&mut self.seen, Vec::new());
+                }
+            }
+            Section::Service(service) => {
+                if let Some(service) = service.finish(&mut self.seen, &mut self.claimed) {
+                    self.services.push(service);
                 }
             }
         }
@@ -259,6 +312,7 @@ impl Parser {
         if let Some(m) = &self.metrics {
             metrics::check_addresses(&mut self.seen, m);
         }
+        let gateway = self.finish_gateway();
         if !self.seen.errors.is_empty() {
             return Err(self.seen.errors.into_sorted());
         }
@@ -268,6 +322,48 @@ impl Parser {
             peers: self.peers,
             routing: self.routing,
             metrics: self.metrics,
+            gateway,
         })
+    }
+
+    /// `[Gateway]` with its `[Service]`s, and its `Listen` addresses checked against the
+    /// underlay links.
+    fn finish_gateway(&mut self) -> Option<super::GatewayConfig> {
+        let Some(builder) = self.gateway.take() else {
+            if let (Some(service), false) = (self.first_service_header, self.unreadable_lines) {
+                self.seen.error(
+                    service,
+                    String::from("[Service] without a [Gateway] section to serve it"),
+                );
+            }
+            return None;
+        };
+        if self.service_headers == 0 && !self.unreadable_lines {
+            self.seen.error(
+                builder.header(),
+                String::from("[Gateway] has no [Service] sections; it would serve nothing"),
+            );
+        }
+        for &(addr, line) in &builder.listen {
+            let owner = self
+                .links
+                .iter()
+                .find(|l| l.addresses.iter().any(|c| c.address() == addr));
+            match owner {
+                Some(link) if link.role == Role::Underlay => {}
+                Some(link) => self.seen.error(
+                    line,
+                    format!("Listen {addr} belongs to the segment [Link] at line {}; the gateway listens on underlay links only", link.line),
+                ),
+                // A link with errors is not in `links`; don't pile on.
+                None if self.link_headers > self.links.len() => {}
+                None => self.seen.error(
+                    line,
+                    format!("Listen {addr} is not an Address of any [Link]"),
+                ),
+            }
+        }
+        let services = core::mem::take(&mut self.services);
+        builder.finish(&mut self.seen, services)
     }
 }
