@@ -270,9 +270,14 @@ fn probe_devices(
         )
         .first()
         {
-            match VirtioRng::new_pci(&mut root, f, tsc_hz) {
-                Ok(r) => rng = Some(r),
-                Err(e) => println!("vdcnet: warning: virtio-rng at {}: {e:?}", f.function),
+            // OVMF places 64-bit BARs above 4 GiB for this device too.
+            if let Err(e) = map_high_bars(&mut root, f) {
+                println!("vdcnet: warning: virtio-rng at {}: {e:?}", f.function);
+            } else {
+                match VirtioRng::new_pci(&mut root, f, tsc_hz) {
+                    Ok(r) => rng = Some(r),
+                    Err(e) => println!("vdcnet: warning: virtio-rng at {}: {e:?}", f.function),
+                }
             }
         }
     } else {
@@ -298,11 +303,11 @@ fn probe_devices(
     (nics, rng)
 }
 
-/// Identity-maps the memory BARs of `nf` that the firmware placed above 4 GiB (OVMF does,
-/// for 64-bit BARs), which the entry code's page tables do not cover.
+/// Identity-maps the memory BARs of the virtio function `nf` that the firmware placed above
+/// 4 GiB (OVMF does, for 64-bit BARs), which the entry code's page tables do not cover.
 fn map_high_bars<C: ConfigurationAccess>(
     root: &mut PciRoot<C>,
-    nf: &vdcnet_hal::pci::NetFunction,
+    nf: &vdcnet_hal::pci::VirtioFunction,
 ) -> Result<(), arch::MapError> {
     let Ok(bars) = root.bars(nf.function) else {
         // The transport reads the BARs again and reports what is wrong with them.

@@ -164,6 +164,14 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
                 }
             },
         };
+        if let Some(g) = &config.gateway {
+            // The gateway's core exists but is not on the network yet: refuse rather than
+            // boot a gateway that silently serves nothing.
+            errors.push(err(
+                g.line,
+                "[Gateway] is not served by this image yet (the gateway is not wired to the network); remove [Gateway] and [Service]".into(),
+            ));
+        }
         if !errors.is_empty() {
             errors.sort_by_key(|e| e.line);
             return Err(errors);
