@@ -79,6 +79,7 @@ pub fn collect<D: NetDevice, R: CryptoRngCore>(
         links,
         router: router.counters(),
         routes: routes(router, tunnel.as_ref()),
+        babel: None,
         tunnel,
         service,
     }

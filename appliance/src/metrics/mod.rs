@@ -23,6 +23,6 @@ mod snapshot;
 pub use collect::collect;
 pub use server::{MetricsServer, LINGER, SOCKETS_PER_LISTEN};
 pub use snapshot::{
-    LinkStats, NatStats, PeerStats, RouteStats, ServiceCounters, Snapshot, TunnelStats,
-    RESPONSE_CODES,
+    BabelNeighbourStats, BabelStats, LinkStats, NatStats, PeerStats, RouteStats, ServiceCounters,
+    Snapshot, TunnelStats, RESPONSE_CODES,
 };

@@ -104,7 +104,36 @@ pub struct Snapshot {
     pub router: RouterCounters,
     pub tunnel: Option<TunnelStats>,
     pub routes: Vec<RouteStats>,
+    /// The routing protocol, when the node runs it.
+    pub babel: Option<BabelStats>,
     pub service: ServiceCounters,
+}
+
+/// One Babel neighbour (a tunnel peer).
+#[derive(Clone, Debug)]
+pub struct BabelNeighbourStats {
+    /// The peer's public key (base64).
+    pub peer: String,
+    /// Both directions work.
+    pub reachable: bool,
+    /// The link cost used in metrics (65535 when unreachable).
+    pub cost: u16,
+    /// Smoothed round-trip time, once measured.
+    pub rtt_secs: Option<f64>,
+    /// Babel bytes sent to it.
+    pub tx_bytes: u64,
+}
+
+/// The routing protocol's state and traffic.
+#[derive(Clone, Debug, Default)]
+pub struct BabelStats {
+    pub neighbours: Vec<BabelNeighbourStats>,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Refusals by reason: malformed, out_of_plan, unfeasible, table_full.
+    pub refused: [(&'static str, u64); 4],
 }
 
 /// A counter family read from one field of `C`: name, help, the field.
@@ -166,6 +195,9 @@ impl Snapshot {
             render_tunnel(&mut e, t);
         }
         self.render_routes(&mut e);
+        if let Some(b) = &self.babel {
+            render_babel(&mut e, b);
+        }
         self.render_service(&mut e);
         e.finish()
     }
@@ -513,5 +545,64 @@ fn render_tunnel(e: &mut Exposition, t: &TunnelStats) {
         for p in &t.peers {
             e.sample(&[("peer", &p.public_key)], get(&p.counters));
         }
+    }
+}
+
+fn render_babel(e: &mut Exposition, b: &BabelStats) {
+    e.family(
+        "vdcnet_babel_neighbour_reachable",
+        Kind::Gauge,
+        "1 when Hellos and IHUs pass both ways with this peer, else 0.",
+    );
+    for n in &b.neighbours {
+        e.sample(&[("peer", &n.peer)], u64::from(n.reachable));
+    }
+    e.family(
+        "vdcnet_babel_neighbour_cost",
+        Kind::Gauge,
+        "The link cost to this peer (loss and RTT; 65535 when unreachable).",
+    );
+    for n in &b.neighbours {
+        e.sample(&[("peer", &n.peer)], u64::from(n.cost));
+    }
+    e.family(
+        "vdcnet_babel_neighbour_rtt_seconds",
+        Kind::Gauge,
+        "Smoothed round-trip time to this peer (RFC 9616 timestamps), once measured.",
+    );
+    for n in &b.neighbours {
+        if let Some(rtt) = n.rtt_secs {
+            e.sample(&[("peer", &n.peer)], rtt);
+        }
+    }
+    e.family(
+        "vdcnet_babel_neighbour_tx_bytes_total",
+        Kind::Counter,
+        "Bytes of Babel packets sent to this peer.",
+    );
+    for n in &b.neighbours {
+        e.sample(&[("peer", &n.peer)], n.tx_bytes);
+    }
+    e.family(
+        "vdcnet_babel_packets_total",
+        Kind::Counter,
+        "Babel packets received and sent.",
+    );
+    e.sample(&[("direction", &"rx")], b.rx_packets);
+    e.sample(&[("direction", &"tx")], b.tx_packets);
+    e.family(
+        "vdcnet_babel_bytes_total",
+        Kind::Counter,
+        "Bytes of Babel packets received and sent.",
+    );
+    e.sample(&[("direction", &"rx")], b.rx_bytes);
+    e.sample(&[("direction", &"tx")], b.tx_bytes);
+    e.family(
+        "vdcnet_babel_refused_total",
+        Kind::Counter,
+        "Babel input refused, by reason.",
+    );
+    for (reason, n) in b.refused {
+        e.sample(&[("reason", &reason)], n);
     }
 }

@@ -340,11 +340,13 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);
         busy |= self.services.run(&self.iface, now, console);
-        let (router, started) = (&self.router, self.started);
+        let (router, started, routing) = (&self.router, self.started, &self.routing);
         busy |= self
             .metrics
             .run(&mut self.services.sockets, now, &mut |out, service| {
-                let _ = crate::metrics::collect(router, started, now, wall_ns, service).render(out);
+                let mut snap = crate::metrics::collect(router, started, now, wall_ns, service);
+                snap.babel = routing.as_ref().map(|r| r.stats(router));
+                let _ = snap.render(out);
             });
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);

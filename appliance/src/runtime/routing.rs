@@ -16,6 +16,7 @@ use crate::router::{tunnel_link_local, Hop, Origin, Router, RoutingPort};
 use crate::routing::{Babel, NeighbourId, RouterId, Settings};
 use crate::tunnel::PeerId;
 use alloc::boxed::Box;
+use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -192,6 +193,46 @@ impl Routing {
             router.routes_mut().replace_origin(Origin::Routing, routes);
         }
         busy
+    }
+
+    /// The state and traffic for the metrics.
+    pub(super) fn stats<D: NetDevice, R: CryptoRngCore>(
+        &self,
+        router: &Router<D, R>,
+    ) -> crate::metrics::BabelStats {
+        let key = |n: NeighbourId| {
+            peer(n)
+                .and_then(|p| router.tunnel.as_ref()?.device.peer(p))
+                .map(|p| crate::config::PublicKey(p.public_key().0).to_string())
+                .unwrap_or_default()
+        };
+        let c = self.core.counters();
+        crate::metrics::BabelStats {
+            neighbours: self
+                .core
+                .neighbours(self.now)
+                .map(|n| crate::metrics::BabelNeighbourStats {
+                    peer: key(n.id),
+                    reachable: n.reachable,
+                    cost: n.cost,
+                    rtt_secs: n.rtt.map(|d| d.total_micros() as f64 / 1e6),
+                    tx_bytes: n.tx_bytes,
+                })
+                .collect(),
+            rx_packets: c.rx_packets,
+            tx_packets: c.tx_packets,
+            rx_bytes: c.rx_bytes,
+            tx_bytes: c.tx_bytes,
+            refused: [
+                ("malformed", c.malformed_packets + c.malformed_tlvs),
+                ("out_of_plan", c.out_of_plan),
+                ("unfeasible", c.unfeasible),
+                (
+                    "table_full",
+                    c.routes_full + c.sources_full + c.requests_full,
+                ),
+            ],
+        }
     }
 
     /// The status for the console's stats line: ` babel` then each neighbour as

@@ -466,3 +466,40 @@ fn relayed_traffic_on_an_asymmetric_path_passes_the_reverse_path_check() {
     assert!(net.got(4, 5, 77), "4 -> 1 -> 5\n{s}");
     assert!(net.got(5, 4, 78), "5 -> 2 -> 4\n{s}");
 }
+
+#[test]
+fn the_metrics_show_each_babel_neighbour_and_the_routes_it_gave() {
+    let mut net = Net::new(3);
+    net.run(3000);
+    let app = &net.apps[0];
+    let mut snap = crate::metrics::collect(
+        &app.router,
+        Instant::from_micros(0),
+        Instant::from_micros(net.t_us as i64),
+        0,
+        Default::default(),
+    );
+    snap.babel = app.routing.as_ref().map(|r| r.stats(&app.router));
+    let mut body = String::new();
+    snap.render(&mut body).unwrap();
+    let peer = app
+        .router
+        .tunnel
+        .as_ref()
+        .unwrap()
+        .device
+        .peer(PeerId(0))
+        .unwrap();
+    let key = crate::config::PublicKey(peer.public_key().0).to_string();
+    for want in [
+        format!("vdcnet_babel_neighbour_reachable{{peer=\"{key}\"}} 1\n"),
+        format!("vdcnet_babel_neighbour_cost{{peer=\"{key}\"}} 96\n"),
+        format!("vdcnet_babel_neighbour_rtt_seconds{{peer=\"{key}\"}} "),
+        String::from("vdcnet_babel_refused_total{reason=\"out_of_plan\"} 0\n"),
+        format!(
+            "vdcnet_route_info{{prefix=\"10.20.2.0/24\",target=\"wg0\",via=\"{key}\",origin=\"babel\",metric=\"96\"}} 1\n"
+        ),
+    ] {
+        assert!(body.contains(&want), "no {want:?} in\n{body}");
+    }
+}

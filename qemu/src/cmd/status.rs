@@ -264,6 +264,22 @@ pub fn render(samples: &[Sample]) -> String {
             );
             let up = value("vdcnet_peer_session_up") > 0.0;
             let _ = writeln!(o, "  session: {}", if up { "up" } else { "down" });
+            if let Some(r) = find(samples, "vdcnet_babel_neighbour_reachable", "peer", peer) {
+                let rtt = find(samples, "vdcnet_babel_neighbour_rtt_seconds", "peer", peer)
+                    .map_or(String::from("not measured"), |s| {
+                        format!("{:.1} ms", s.value * 1000.0)
+                    });
+                let _ = writeln!(
+                    o,
+                    "  babel: {}, cost {}, rtt {rtt}",
+                    if r.value > 0.0 {
+                        "reachable"
+                    } else {
+                        "unreachable"
+                    },
+                    value("vdcnet_babel_neighbour_cost"),
+                );
+            }
         }
         let _ = writeln!(o);
     }
@@ -275,7 +291,17 @@ pub fn render(samples: &[Sample]) -> String {
                 "" => String::new(),
                 v => format!(" via {v}"),
             };
-            let _ = writeln!(o, "  {} dev {}{via}", r.label("prefix"), r.label("target"));
+            let origin = match (r.label("origin"), r.label("metric")) {
+                ("", _) => String::new(),
+                ("babel", m) => format!(" (babel, metric {m})"),
+                (o, _) => format!(" ({})", o.replace('_', " ")),
+            };
+            let _ = writeln!(
+                o,
+                "  {} dev {}{via}{origin}",
+                r.label("prefix"),
+                r.label("target")
+            );
         }
         let _ = writeln!(o);
     }
