@@ -213,6 +213,13 @@ impl WgGo {
         Ok(())
     }
 
+    /// The interface wireguard-go drives, in its namespace (for tests that configure it
+    /// further; not every test file that includes this module does).
+    #[allow(dead_code)]
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
     /// Kills wireguard-go (SIGKILL: no goodbye to the appliance) and waits for it to go;
     /// its interface goes with it.
     pub fn kill(&mut self) {
