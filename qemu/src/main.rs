@@ -60,7 +60,7 @@ commands:
       --baseline ELF      the minimal PVH kernel that exits at once (qemu/bench/boot.sh builds it)
       --idle-baseline ELF a minimal PVH kernel that halts forever (idle CPU peer)
       --runs N            boots per figure (default 5)
-  bench-routing [--runs N]  outage after a cut path, vdcnet vs babeld's defaults (root)
+  bench-routing [--runs N]  outage after a cut path and idle routing traffic (root)
 
 environment: VDCNET_ACCEL=kvm (default tcg), VDCNET_IMAGE=ELF (skip the build),
              VDCNET_ECHO=1 (copy every VM's console to stderr), VDCNET_KEEP=1 (keep VM dirs)";
