@@ -56,27 +56,11 @@ impl Host {
             let eth = EthernetFrame::new_checked(&f[..]).unwrap();
             match eth.ethertype() {
                 EthernetProtocol::Arp => {
-                    let p = ArpPacket::new_checked(eth.payload()).unwrap();
-                    if let Ok(ArpRepr::EthernetIpv4 {
-                        operation: ArpOperation::Request,
-                        source_hardware_addr,
-                        source_protocol_addr,
-                        target_protocol_addr,
-                        ..
-                    }) = ArpRepr::parse(&p)
+                    let ip = host_v4(self.node);
+                    if let Some((to, b)) =
+                        super::test_nic::arp_reply(eth.payload(), ip, host_mac(self.node))
                     {
-                        if target_protocol_addr == host_v4(self.node) {
-                            let reply = ArpRepr::EthernetIpv4 {
-                                operation: ArpOperation::Reply,
-                                source_hardware_addr: EthernetAddress(host_mac(self.node)),
-                                source_protocol_addr: target_protocol_addr,
-                                target_hardware_addr: source_hardware_addr,
-                                target_protocol_addr: source_protocol_addr,
-                            };
-                            let mut b = vec![0u8; 28];
-                            reply.emit(&mut ArpPacket::new_unchecked(&mut b[..]));
-                            self.send(source_hardware_addr.0, EthernetProtocol::Arp, &b);
-                        }
+                        self.send(to, EthernetProtocol::Arp, &b)
                     }
                 }
                 EthernetProtocol::Ipv6 if self.answer_ns(eth.payload()) => {}

@@ -11,8 +11,7 @@ use crate::tunnel::{PeerId, PrivateKey};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol,
-    Ipv4Address, Ipv4Packet,
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Address, Ipv4Packet,
 };
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -194,27 +193,11 @@ impl Net {
             let eth = EthernetFrame::new_checked(&f[..]).unwrap();
             match eth.ethertype() {
                 EthernetProtocol::Arp => {
-                    let p = ArpPacket::new_checked(eth.payload()).unwrap();
-                    if let Ok(ArpRepr::EthernetIpv4 {
-                        operation: ArpOperation::Request,
-                        source_hardware_addr,
-                        source_protocol_addr,
-                        target_protocol_addr,
-                        ..
-                    }) = ArpRepr::parse(&p)
+                    let ip = host_v4(node);
+                    if let Some((_, b)) =
+                        super::test_nic::arp_reply(eth.payload(), ip, host_mac(node))
                     {
-                        if target_protocol_addr == host_v4(node) {
-                            let reply = ArpRepr::EthernetIpv4 {
-                                operation: ArpOperation::Reply,
-                                source_hardware_addr: EthernetAddress(host_mac(node)),
-                                source_protocol_addr: target_protocol_addr,
-                                target_hardware_addr: source_hardware_addr,
-                                target_protocol_addr: source_protocol_addr,
-                            };
-                            let mut b = vec![0u8; 28];
-                            reply.emit(&mut ArpPacket::new_unchecked(&mut b[..]));
-                            self.host_send(node, EthernetProtocol::Arp, &b);
-                        }
+                        self.host_send(node, EthernetProtocol::Arp, &b)
                     }
                 }
                 EthernetProtocol::Ipv4 => {

@@ -44,3 +44,37 @@ impl NetDevice for MockNic {
         true
     }
 }
+
+/// A host's answer to an ARP request for `ip` in `arp` (an ARP payload): the requester's
+/// MAC and the reply's ARP payload from `mac`; `None` for anything else.
+pub fn arp_reply(
+    arp: &[u8],
+    ip: smoltcp::wire::Ipv4Address,
+    mac: [u8; 6],
+) -> Option<([u8; 6], Vec<u8>)> {
+    use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
+    let p = ArpPacket::new_checked(arp).ok()?;
+    let ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr,
+        source_protocol_addr,
+        target_protocol_addr,
+        ..
+    } = ArpRepr::parse(&p).ok()?
+    else {
+        return None;
+    };
+    if target_protocol_addr != ip {
+        return None;
+    }
+    let reply = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: EthernetAddress(mac),
+        source_protocol_addr: target_protocol_addr,
+        target_hardware_addr: source_hardware_addr,
+        target_protocol_addr: source_protocol_addr,
+    };
+    let mut b = vec![0u8; reply.buffer_len()];
+    reply.emit(&mut ArpPacket::new_unchecked(&mut b[..]));
+    Some((source_hardware_addr.0, b))
+}
