@@ -21,7 +21,7 @@ use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{IpCidr, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
 use std::fs::File;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -30,7 +30,7 @@ use vdcnet_appliance::routing::{
     Babel, Counters, NeighbourId, NeighbourStatus, RouteStatus, RouterId, Settings,
 };
 use vdcnet_qemu::{Netns, TempDir};
-use vdcnet_tests::{ok, require_root};
+use vdcnet_tests::{ok, require_root, Babeld};
 
 /// Bound on every wait (babeld sends Hellos every second here; convergence takes a few).
 const WAIT: Duration = Duration::from_secs(60);
@@ -47,43 +47,22 @@ fn v6(a: u16, b: u16, c: u16, d: u16, len: u8) -> IpCidr {
     IpCidr::Ipv6(Ipv6Cidr::new(Ipv6Address::new(a, b, c, d, 0, 0, 0, 0), len))
 }
 
-/// babeld, killed on drop.
-struct Babeld {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Babeld {
-    /// Whether babeld's table dumps (`-d 1`) show the core as a neighbour whose IHUs say
-    /// rxcost 96 and `prefix` learnt from it with the core's router-id, the metric we
-    /// sent (0) and 96 added: babeld read our IHUs and Updates field by field.
-    fn learnt(&self, prefix: &str) -> bool {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let neighbour = text
-            .lines()
-            .any(|l| l.starts_with("Neighbour fe80::2 dev bva") && l.contains("txcost 96 "));
-        let route = text.lines().any(|l| {
-            l.starts_with(&format!("{prefix} from "))
-                && l.contains(" metric 96 ")
-                && l.contains("refmetric 0 id 02:00:00:00:00:00:00:01 ")
-                && l.contains("neigh fe80::2")
-                && l.contains("(installed)")
-        });
-        neighbour && route
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(60).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for Babeld {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Whether babeld's table dumps (`-d 1`) show the core as a neighbour whose IHUs say
+/// rxcost 96 and `prefix` learnt from it with the core's router-id, the metric we sent (0)
+/// and 96 added: babeld read our IHUs and Updates field by field.
+fn learnt(babeld: &Babeld, prefix: &str) -> bool {
+    let text = std::fs::read_to_string(&babeld.log).unwrap_or_default();
+    let neighbour = text
+        .lines()
+        .any(|l| l.starts_with("Neighbour fe80::2 dev bva") && l.contains("txcost 96 "));
+    let route = text.lines().any(|l| {
+        l.starts_with(&format!("{prefix} from "))
+            && l.contains(" metric 96 ")
+            && l.contains("refmetric 0 id 02:00:00:00:00:00:00:01 ")
+            && l.contains("neigh fe80::2")
+            && l.contains("(installed)")
+    });
+    neighbour && route
 }
 
 /// What the core thread publishes for the test to check.
@@ -249,9 +228,9 @@ fn babeld_and_the_core_learn_each_others_prefixes() {
         ok(a.ip(&[fam, "route", "add", p, "dev", "stub0", "proto", "static"]));
     }
     let dir = ok(TempDir::new("babeld"));
-    let conf = dir.path().join("babeld.conf");
-    std::fs::write(
-        &conf,
+    let babeld = Babeld::start(
+        &a,
+        dir.path(),
         "interface bva hello-interval 1 enable-timestamps true\n\
          redistribute ip 10.99.0.0/24 allow\n\
          redistribute ip fd99::/64 allow\n\
@@ -259,26 +238,8 @@ fn babeld_and_the_core_learn_each_others_prefixes() {
          redistribute ip fd77::/64 allow\n\
          redistribute local deny\n\
          redistribute deny\n",
-    )
-    .unwrap();
-    let log = dir.path().join("babeld.log");
-    let child = a
-        .command("babeld")
-        .arg("-c")
-        .arg(&conf)
-        .arg("-I")
-        .arg(dir.path().join("babeld.pid"))
-        .arg("-S")
-        .arg(dir.path().join("babeld.state"))
-        .arg("-L")
-        .arg(&log)
-        .args(["-d", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn babeld");
-    let babeld = Babeld { child, log };
+        &["-d", "1"],
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let withdraw = Arc::new(AtomicBool::new(false));
@@ -299,8 +260,8 @@ fn babeld_and_the_core_learn_each_others_prefixes() {
         s = snap.lock().unwrap().clone();
         let babeld_learnt = has_babel_route(&table, "10.20.1.0/24")
             && has_babel_route(&table, "fd20:ab:cd:1::/64")
-            && babeld.learnt("10.20.1.0/24")
-            && babeld.learnt("fd20:ab:cd:1::/64");
+            && learnt(&babeld, "10.20.1.0/24")
+            && learnt(&babeld, "fd20:ab:cd:1::/64");
         let core_learnt = [p99, p99_6]
             .iter()
             .all(|p| s.routes.iter().any(|r| r.prefix == *p && r.via == BABELD));
@@ -323,7 +284,7 @@ fn babeld_and_the_core_learn_each_others_prefixes() {
                 s.routes,
                 s.neighbours,
                 s.counters,
-                babeld.log()
+                babeld.log_tail()
             );
         }
     };
@@ -340,7 +301,7 @@ fn babeld_and_the_core_learn_each_others_prefixes() {
         &s,
     );
     check(
-        babeld.learnt("10.20.1.0/24") && babeld.learnt("fd20:ab:cd:1::/64"),
+        learnt(&babeld, "10.20.1.0/24") && learnt(&babeld, "fd20:ab:cd:1::/64"),
         "babeld's dump does not show our prefixes at metric 96 from our router-id",
         &table,
         &s,

@@ -9,25 +9,14 @@
 #[allow(dead_code, unused_imports)]
 mod wg;
 
-use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 use vdcnet_qemu::{Nic, TempDir, Vm, READY};
-use vdcnet_tests::{ok, require_root, TIMEOUT};
+use vdcnet_tests::{ok, require_root, Babeld, TIMEOUT};
 use wg::{ApplianceConf, Keys, Underlay, WgGo, WgSpec, APPLIANCE_V4, APPLIANCE_V6};
 
 /// Bound on convergence (babeld's Hellos every second, updates on change).
 const WAIT: Duration = Duration::from_secs(90);
-
-/// babeld, killed on drop.
-struct Babeld(Child, std::path::PathBuf);
-
-impl Drop for Babeld {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The appliance's latest stats line.
 fn stats(vm: &Vm) -> String {
@@ -104,10 +93,10 @@ fn babeld_over_wireguard_go_and_the_appliance_learn_and_route_each_others_prefix
         ok(ns.ip(&[fam, "route", "add", p, "dev", "stub0", "proto", "static"]));
     }
     let dir = ok(TempDir::new("babeld-wg"));
-    let conf = dir.path().join("babeld.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let babeld = Babeld::start(
+        ns,
+        dir.path(),
+        &format!(
             "interface {dev} hello-interval 1 enable-timestamps true\n\
              redistribute ip 10.20.99.0/24 allow\n\
              redistribute ip fd20:99::/64 allow\n\
@@ -115,30 +104,13 @@ fn babeld_over_wireguard_go_and_the_appliance_learn_and_route_each_others_prefix
              redistribute local deny\n\
              redistribute deny\n"
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("babeld.log");
-    let child = ns
-        .command("babeld")
-        .arg("-c")
-        .arg(&conf)
-        .arg("-I")
-        .arg(dir.path().join("babeld.pid"))
-        .arg("-S")
-        .arg(dir.path().join("babeld.state"))
-        .arg("-L")
-        .arg(&log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("babeld runs (`cargo vdcnet test` installs Debian's babeld)");
-    let babeld = Babeld(child, log);
+        &[],
+    );
     let evidence = |what: &str, table: &str| {
         format!(
             "{what}\nbabeld's routes:\n{table}\nappliance: {}\nbabeld log:\n{}\n{}\n{}",
             stats(&vm),
-            std::fs::read_to_string(&babeld.1).unwrap_or_default(),
+            babeld.log_tail(),
             vm.evidence(),
             wg.evidence()
         )

@@ -133,8 +133,10 @@ impl Drop for Iperf {
 
 /// Moves `bytes` from `client`'s namespace to `server` (or back with `reverse`) over TCP
 /// with iperf3, which exits with success only when the whole test ran. Returns the bytes
-/// the sender got through (`sum_sent`); iperf3's receiver figure is taken when the sender
-/// stops and misses what is still in flight, so it is checked only to be close.
+/// the sender got through (`sum_sent`). iperf3's receiver figure (the client's and the
+/// server's alike) stops when the sender signals the end and misses what is still in
+/// flight: on a loaded TCG host that was a fifth of a 5 MB transfer, so it is checked only
+/// to show the stream reached the other side (more than half).
 fn iperf(client: &Netns, server: &Netns, addr: IpAddr, bytes: u64, reverse: bool) -> u64 {
     let port = "5201";
     let _srv = Iperf(
@@ -177,7 +179,7 @@ fn iperf(client: &Netns, server: &Netns, addr: IpAddr, bytes: u64, reverse: bool
             let sent = sum_bytes(&t, "sum_sent").unwrap_or_else(|| panic!("no byte count in {t}"));
             let received = sum_bytes(&t, "sum_received").unwrap_or(0);
             assert!(
-                received > sent - sent / 5,
+                received > sent / 2,
                 "iperf3 to {addr}: sent {sent} bytes, the receiver counted only {received}"
             );
             return sent;

@@ -121,3 +121,51 @@ pub fn dissect(pcap: &Path) -> Result<Vec<Dissected>> {
         })
         .collect())
 }
+
+/// babeld (Debian's) in a network namespace with config `conf`; its pid, state, config and
+/// log files live in `dir` (`extra` goes on its command line, e.g. `-d 1`). Killed on drop.
+pub struct Babeld {
+    child: std::process::Child,
+    /// Its log file (`-L`).
+    pub log: std::path::PathBuf,
+}
+
+impl Babeld {
+    /// Starts babeld in `ns`; panics with a hint to install it when it cannot run.
+    pub fn start(ns: &vdcnet_qemu::Netns, dir: &Path, conf: &str, extra: &[&str]) -> Babeld {
+        let conf_path = dir.join("babeld.conf");
+        std::fs::write(&conf_path, conf).expect("writing babeld.conf");
+        let log = dir.join("babeld.log");
+        let child = ns
+            .command("babeld")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-I")
+            .arg(dir.join("babeld.pid"))
+            .arg("-S")
+            .arg(dir.join("babeld.state"))
+            .arg("-L")
+            .arg(&log)
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("babeld runs (`cargo vdcnet test` installs Debian's babeld)");
+        Babeld { child, log }
+    }
+
+    /// The last 60 lines of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Babeld {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
