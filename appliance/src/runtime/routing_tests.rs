@@ -486,3 +486,25 @@ fn the_metrics_show_each_babel_neighbour_and_the_routes_it_gave() {
         assert!(body.contains(&want), "no {want:?} in\n{body}");
     }
 }
+
+#[test]
+fn hidden_nodes_get_every_route_soon_after_their_tunnels_come_up() {
+    let mut net = Net::with_hidden(5, &[4, 5]);
+    let mut at = None;
+    for step in 0..100u64 {
+        net.run(100);
+        let all = (1..=5u8).all(|a| {
+            (1..=5u8)
+                .filter(|&b| b != a)
+                .all(|b| net.hop(a, b).is_some_and(|h| h.1 == Origin::Routing))
+        });
+        if all {
+            at = Some(step * 100 + 100);
+            break;
+        }
+    }
+    let at = at.expect("every node has a Babel route to every other node within 10 s");
+    // Simulated time: well within the 8 s periodic dump, since a neighbour that becomes
+    // reachable gets a full dump at once.
+    assert!(at <= 4000, "routes complete only after {at} ms");
+}
