@@ -7,13 +7,13 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 use vdcnet_qemu::lab::{Lab, Topology, WORKLOAD_IF};
 use vdcnet_qemu::{Netns, PortIo};
-use vdcnet_tests::{dissect, ok, require_root, TIMEOUT};
+use vdcnet_tests::{dissect, ok, output_text, require_root, run_in, TIMEOUT};
 
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -36,23 +36,6 @@ fn v6(lab: &Lab, i: usize) -> IpAddr {
         lab.workload_v6(i)
             .expect("the workload got an address by SLAAC"),
     )
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs a command in a namespace and returns its output, whatever its status.
-fn run_in(ns: &Netns, program: &str, args: &[&str]) -> Output {
-    ns.command(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
 
 /// One ping from `ns` to `dst` with `extra` options (`-M do -s 1472`, `-t 1`, ...):
@@ -150,7 +133,7 @@ fn iperf(client: &Netns, server: &Netns, addr: IpAddr, bytes: u64, reverse: bool
     );
     // Wait until the server listens.
     let deadline = Instant::now() + TIMEOUT;
-    while !text(&run_in(server, "ss", &["-ltn"])).contains(&format!(":{port} ")) {
+    while !output_text(&run_in(server, "ss", &["-ltn"])).contains(&format!(":{port} ")) {
         assert!(Instant::now() < deadline, "iperf3 server never listened");
         thread::sleep(Duration::from_millis(100));
     }
@@ -173,7 +156,7 @@ fn iperf(client: &Netns, server: &Netns, addr: IpAddr, bytes: u64, reverse: bool
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let out = run_in(client, "iperf3", &args);
-        let t = text(&out);
+        let t = output_text(&out);
         // iperf3 3.12 can exit 0 with an "error" in its JSON (e.g. refused connection).
         if out.status.success() && !t.contains("\"error\"") {
             let sent = sum_bytes(&t, "sum_sent").unwrap_or_else(|| panic!("no byte count in {t}"));
@@ -236,7 +219,7 @@ fn a_workload_reaches_no_underlay_address() {
         assert!(out.contains("Packet filtered"), "{t}: {out}");
         // TCP to the appliances' echo service on the underlay fails too.
         let connect = format!("timeout 3 bash -c 'exec 3<>/dev/tcp/{t}/7' && echo open");
-        let nc = text(&run_in(w, "bash", &["-c", &connect]));
+        let nc = output_text(&run_in(w, "bash", &["-c", &connect]));
         assert!(!nc.contains("open"), "TCP to {t}:7 connected");
     }
     // Not by IPv6 either (the underlay has none; nothing routes there).
@@ -254,7 +237,7 @@ fn a_1500_byte_df_ping_gets_fragmentation_needed_with_the_tunnel_mtu_and_tcp_ada
         "{out}"
     );
     // The kernel now knows the path MTU.
-    let route = text(&run_in(w, "ip", &["-4", "route", "get", &dst.to_string()]));
+    let route = output_text(&run_in(w, "ip", &["-4", "route", "get", &dst.to_string()]));
     assert!(route.contains("mtu 1420"), "{route}");
     // A full-size ping that fits the path works.
     let (replied, out) = ping(w, dst, &["-M", "do", "-s", "1392"]);
@@ -414,7 +397,7 @@ fn send_raw(ns: &Netns, iface: &str, frames: &[Vec<u8>]) {
          for h in {hex:?}:\n    s.send(bytes.fromhex(h))\n"
     );
     let out = run_in(ns, "python3", &["-c", &script]);
-    assert!(out.status.success(), "python3: {}", text(&out));
+    assert!(out.status.success(), "python3: {}", output_text(&out));
 }
 
 #[test]
@@ -488,7 +471,12 @@ fn egress_nat_takes_a_workload_to_the_host_and_only_that_node() {
         text
     });
     let out = run_in(lab.workload(0), "timeout", &["10", "bash", "-c", &send]);
-    assert!(out.status.success(), "{}\n{}", text(&out), consoles(&lab));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        output_text(&out),
+        consoles(&lab)
+    );
     assert_eq!(got.join().unwrap(), "through-the-nat\n");
     // ICMP echo goes out too (QEMU's user network answers pings to its gateway).
     ok(lab.workload(0).ping("10.0.2.2".parse().unwrap(), TIMEOUT));

@@ -169,3 +169,22 @@ impl Drop for Babeld {
         let _ = self.child.wait();
     }
 }
+
+/// A command's stdout then stderr, as text.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs a command in a namespace and returns its output, whatever its status (panics only
+/// when it cannot be started).
+pub fn run_in(ns: &vdcnet_qemu::Netns, program: &str, args: &[&str]) -> std::process::Output {
+    ns.command(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}

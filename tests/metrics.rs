@@ -9,31 +9,15 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 use vdcnet_qemu::lab::{Lab, Topology};
 use vdcnet_qemu::{free_tcp_port, Netns, Tap, TempDir};
-use vdcnet_tests::{ok, require_root, TIMEOUT};
+use vdcnet_tests::{ok, output_text, require_root, run_in, TIMEOUT};
 
 /// Generous: two TCG guests and a Prometheus server on a shared machine.
 const SLOW: Duration = Duration::from_secs(90);
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run_in(ns: &Netns, program: &str, args: &[&str]) -> Output {
-    ns.command(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
-}
 
 /// `curl` from `ns`: the body on success, `Err` with what curl said otherwise.
 fn curl(ns: &Netns, url: &str, max_secs: u32) -> Result<String, String> {
@@ -42,7 +26,7 @@ fn curl(ns: &Netns, url: &str, max_secs: u32) -> Result<String, String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(text(&out))
+        Err(output_text(&out))
     }
 }
 
@@ -157,7 +141,11 @@ fn a_mesh_node_serves_valid_metrics_to_its_segment_and_prometheus_but_not_to_the
         .arg(format!("promtool check metrics < {}", body_path.display()))
         .output()
         .expect("promtool runs");
-    assert!(out.status.success(), "promtool: {}\n{body}", text(&out));
+    assert!(
+        out.status.success(),
+        "promtool: {}\n{body}",
+        output_text(&out)
+    );
     let peer = format!("{{peer=\"{}\"}}", node2.public_key);
     let rx = sample(&body, &format!("vdcnet_peer_rx_bytes_total{peer}"));
     assert!(rx.is_some_and(|v| v > 0.0), "peer rx bytes {rx:?}\n{body}");
@@ -175,10 +163,8 @@ fn a_mesh_node_serves_valid_metrics_to_its_segment_and_prometheus_but_not_to_the
     );
     assert!(body.contains(&endpoint), "no {endpoint:?}\n{body}");
     // Other paths and methods.
-    let out = run_in(
-        ws,
-        "curl",
-        &[
+    let status = |extra: &[&str], url: &str| {
+        let mut args = vec![
             "-s",
             "-o",
             "/dev/null",
@@ -186,27 +172,13 @@ fn a_mesh_node_serves_valid_metrics_to_its_segment_and_prometheus_but_not_to_the
             "%{http_code}",
             "--max-time",
             "10",
-            &format!("http://{seg1}:9100/"),
-        ],
-    );
-    assert_eq!(text(&out), "404");
-    let out = run_in(
-        ws,
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-            "-X",
-            "POST",
-            &url,
-        ],
-    );
-    assert_eq!(text(&out), "405");
+        ];
+        args.extend_from_slice(extra);
+        args.push(url);
+        output_text(&run_in(ws, "curl", &args))
+    };
+    assert_eq!(status(&[], &format!("http://{seg1}:9100/")), "404");
+    assert_eq!(status(&["-X", "POST"], &url), "405");
 
     // A real Prometheus in the workload namespace, scraping every second.
     let prom_dir = dir.path().join("prometheus");
@@ -322,7 +294,7 @@ fn a_mesh_node_serves_valid_metrics_to_its_segment_and_prometheus_but_not_to_the
     // `vdcnet status`, run in the workload namespace.
     let tool = vdcnet_tool();
     let out = run_in(ws, tool.to_str().unwrap(), &["status", &url]);
-    let view = text(&out);
+    let view = output_text(&out);
     assert!(out.status.success(), "{view}");
     assert!(
         view.contains(&format!("peer: {}\n", node2.public_key)),

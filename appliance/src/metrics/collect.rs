@@ -78,7 +78,7 @@ pub fn collect<D: NetDevice, R: CryptoRngCore>(
         uptime: (now - started).total_micros() as f64 / 1e6,
         links,
         router: router.counters(),
-        routes: routes(router, tunnel.as_ref()),
+        routes: routes(router),
         babel: None,
         tunnel,
         service,
@@ -93,10 +93,7 @@ fn role_name(role: Role) -> &'static str {
 }
 
 /// The route table's preferred routes: where each prefix leads and who wrote it.
-fn routes<D: NetDevice, R: CryptoRngCore>(
-    router: &Router<D, R>,
-    tunnel: Option<&TunnelStats>,
-) -> Vec<RouteStats> {
+fn routes<D: NetDevice, R: CryptoRngCore>(router: &Router<D, R>) -> Vec<RouteStats> {
     let table = router.routes();
     table
         .iter()
@@ -106,9 +103,11 @@ fn routes<D: NetDevice, R: CryptoRngCore>(
                 Hop::OnLink(n) => (format!("link{n}"), String::new()),
                 Hop::Via(n, gw) => (format!("link{n}"), gw.to_string()),
                 Hop::Peer(id) => {
-                    let key = tunnel
-                        .and_then(|t| t.peers.get(usize::from(id.0)))
-                        .map(|p| p.public_key.clone())
+                    let key = router
+                        .tunnel
+                        .as_ref()
+                        .and_then(|t| t.device.peer(id))
+                        .map(|p| PublicKey(p.public_key().0).to_string())
                         .unwrap_or_default();
                     (String::from("wg0"), key)
                 }

@@ -282,30 +282,38 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         });
         let mut routes =
             RouteTable::with_capacity(links.len() * 8 + allowed_total + 2 + LEARNED_ROUTES);
-        // The config's routes fit: the table was sized for them.
-        for (i, l) in links.iter().enumerate() {
-            for c in &l.addrs {
-                let _ = routes.set(*c, Origin::Connected, Hop::OnLink(i), 0);
-            }
-        }
-        // The first link with a gateway of a family holds the default route of it.
-        for (i, l) in links.iter().enumerate().rev() {
-            if let Some(gw) = l.gateway_v4 {
+        // The config's routes fit: the table was sized for them. One origin at a time, so
+        // the longest-prefix index is built once per origin.
+        let connected = links
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| l.addrs.iter().map(move |c| (*c, Hop::OnLink(i), 0)));
+        routes.replace_origin(Origin::Connected, connected);
+        // The first link with a gateway of a family holds the default route of it (a later
+        // route of the same prefix replaces an earlier one).
+        let gateways = links.iter().enumerate().rev().flat_map(|(i, l)| {
+            let v4 = l.gateway_v4.map(|gw| {
                 let any = IpCidr::new(IpAddress::Ipv4(Ipv4Address::UNSPECIFIED), 0);
-                let _ = routes.set(any, Origin::Static, Hop::Via(i, IpAddress::Ipv4(gw)), 0);
-            }
-            if let Some(gw) = l.gateway_v6 {
+                (any, Hop::Via(i, IpAddress::Ipv4(gw)), 0)
+            });
+            let v6 = l.gateway_v6.map(|gw| {
                 let any = IpCidr::new(IpAddress::Ipv6(Ipv6Address::UNSPECIFIED), 0);
-                let _ = routes.set(any, Origin::Static, Hop::Via(i, IpAddress::Ipv6(gw)), 0);
-            }
-        }
+                (any, Hop::Via(i, IpAddress::Ipv6(gw)), 0)
+            });
+            v4.into_iter().chain(v6)
+        });
+        routes.replace_origin(Origin::Static, gateways);
         if let Some(t) = &tunnel {
-            for (id, _) in t.device.peers() {
-                for p in t.device.allowed_ips(id) {
-                    let prefix = IpCidr::new(from_core(p.addr), p.prefix_len);
-                    let _ = routes.set(prefix, Origin::AllowedIps, Hop::Peer(id), 0);
-                }
-            }
+            let allowed = t.device.peers().flat_map(|(id, _)| {
+                t.device.allowed_ips(id).map(move |p| {
+                    (
+                        IpCidr::new(from_core(p.addr), p.prefix_len),
+                        Hop::Peer(id),
+                        0,
+                    )
+                })
+            });
+            routes.replace_origin(Origin::AllowedIps, allowed);
         }
         let mut local_mtu = links
             .iter()

@@ -187,11 +187,7 @@ impl RouteTable {
     fn rebuild(&mut self) {
         self.index.clear();
         for (i, r) in self.routes.iter().enumerate() {
-            let wins = !self
-                .routes
-                .iter()
-                .any(|o| o.prefix == r.prefix && o.origin < r.origin);
-            if !wins {
+            if !self.is_preferred(r) {
                 continue;
             }
             if let Some(p) = AllowedIp::new(to_core(r.prefix.address()), r.prefix.prefix_len()) {
