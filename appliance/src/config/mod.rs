@@ -426,15 +426,24 @@ impl Config {
             Some(m) if !m.enabled => Vec::new(),
             Some(m) if !m.listen.is_empty() => m.listen.iter().map(|(e, _)| *e).collect(),
             _ => self
-                .links
+                .inner_addresses()
                 .iter()
-                .filter(|l| l.role == Role::Segment)
-                .flat_map(|l| l.addresses.iter())
-                .chain(self.interface.iter().flat_map(|i| i.addresses.iter()))
                 .map(|c| (c.address(), DEFAULT_METRICS_PORT))
-                .filter(|(a, _)| !matches!(a, IpAddress::Ipv6(v6) if v6.is_unicast_link_local()))
                 .collect(),
         }
+    }
+
+    /// The appliance's addresses inside the VDC: its segments' and its `[Interface]`'s,
+    /// without IPv6 link-local ones. The gateway dials backends from these.
+    pub fn inner_addresses(&self) -> Vec<IpCidr> {
+        self.links
+            .iter()
+            .filter(|l| l.role == Role::Segment)
+            .flat_map(|l| l.addresses.iter())
+            .chain(self.interface.iter().flat_map(|i| i.addresses.iter()))
+            .filter(|c| !matches!(c.address(), IpAddress::Ipv6(v6) if v6.is_unicast_link_local()))
+            .copied()
+            .collect()
     }
 }
 

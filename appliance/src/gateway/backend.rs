@@ -162,6 +162,11 @@ impl Pool {
         self.backends.is_empty()
     }
 
+    /// How long a health check may take.
+    pub fn check_timeout(&self) -> Duration {
+        self.health.timeout
+    }
+
     /// The backend's address.
     pub fn addr(&self, backend: usize) -> Option<SocketAddr> {
         self.backends.get(backend).map(|b| b.addr)

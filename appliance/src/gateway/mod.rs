@@ -32,6 +32,7 @@ pub mod names;
 pub mod proxy;
 pub mod sni;
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
 
@@ -480,6 +481,24 @@ impl Gateway {
     pub fn check_done(&mut self, job: &HealthCheckJob, ok: bool, now: Instant) {
         if let Some(s) = self.shared.services.get_mut(job.service) {
             s.pool.check_done(job.check, ok, now);
+        }
+    }
+
+    /// How long the health check `job` may take.
+    pub fn check_timeout(&self, job: &HealthCheckJob) -> Duration {
+        self.shared
+            .services
+            .get(job.service)
+            .map_or(Duration::from_secs(1), |s| s.pool.check_timeout())
+    }
+
+    /// The `Host` an `http` health check of the service sends: its name (for a wildcard,
+    /// `check.` under its suffix).
+    pub fn check_host(&self, service: usize) -> String {
+        match self.shared.services.get(service).map(|s| &s.name) {
+            Some(NamePattern::Exact(name)) => name.clone(),
+            Some(NamePattern::Wildcard(suffix)) => alloc::format!("check.{suffix}"),
+            None => String::new(),
         }
     }
 

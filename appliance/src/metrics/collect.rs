@@ -80,6 +80,7 @@ pub fn collect<D: NetDevice, R: CryptoRngCore>(
         router: router.counters(),
         routes: routes(router),
         babel: None,
+        gateway: None,
         tunnel,
         service,
     }

@@ -5,6 +5,7 @@
 //! - `collect`: copies a [`Snapshot`] out of the router and the tunnel.
 //! - `exposition`: the text format (HELP/TYPE lines, samples, label escaping).
 //! - `http`: request heads (`httparse`), answers and per-connection timeouts, sans-I/O.
+//! - `gateway`: the web gateway's counters, services and backends.
 //! - `server`: the TCP sockets on the local stack, one request per connection.
 //!
 //! Where it listens is the config's business ([`Config::metrics_listen`]): by default
@@ -16,11 +17,13 @@
 
 mod collect;
 pub mod exposition;
+mod gateway;
 pub mod http;
 mod server;
 mod snapshot;
 
 pub use collect::collect;
+pub use gateway::{BackendStats, GatewayServiceStats, GatewayStats};
 pub use server::{MetricsServer, LINGER, SOCKETS_PER_LISTEN};
 pub use snapshot::{
     BabelNeighbourStats, BabelStats, LinkStats, NatStats, PeerStats, RouteStats, ServiceCounters,

@@ -14,6 +14,7 @@ use core::fmt::{self, Debug, Display, Write};
 use smoltcp::wire::IpCidr;
 
 use super::exposition::{Exposition, Kind};
+use super::gateway::GatewayStats;
 use crate::router::nat::NatCounters;
 use crate::router::{Counters as RouterCounters, LinkCounters, ALL_DROPS};
 use crate::tunnel::counters::ALL_DROP_REASONS;
@@ -106,6 +107,8 @@ pub struct Snapshot {
     pub routes: Vec<RouteStats>,
     /// The routing protocol, when the node runs it.
     pub babel: Option<BabelStats>,
+    /// The web gateway, when the node is one.
+    pub gateway: Option<GatewayStats>,
     pub service: ServiceCounters,
 }
 
@@ -197,6 +200,9 @@ impl Snapshot {
         self.render_routes(&mut e);
         if let Some(b) = &self.babel {
             render_babel(&mut e, b);
+        }
+        if let Some(g) = &self.gateway {
+            g.render(&mut e);
         }
         self.render_service(&mut e);
         e.finish()

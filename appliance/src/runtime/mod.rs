@@ -6,11 +6,13 @@
 //! Sans-I/O in the sense that matters: the caller passes `now`, wall time, the devices, the
 //! RNG and the console; nothing here reads a clock or touches hardware.
 
+mod gateway;
 mod routing;
 mod services;
 mod tunnel;
 
 pub use crate::router::{Counters as RouterCounters, Discard, LinkCounters, ALL_DROPS};
+pub use gateway::RuntimeCounters as GatewayRuntimeCounters;
 pub use services::{ECHO_PORT, ECHO_SOCKETS};
 
 use crate::config::{Config, ConfigError, LinkConfig};
@@ -51,6 +53,8 @@ pub struct Appliance<D, R> {
     /// The routing protocol, when the config has `[Routing]`.
     routing: Option<routing::Routing>,
     metrics: MetricsServer,
+    /// The web gateway, when the config has `[Gateway]`.
+    gateway: Option<gateway::GatewayService>,
     /// When the appliance started (the metrics' uptime).
     started: Instant,
     /// Interval and next time of the console stats line.
@@ -164,14 +168,6 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
                 }
             },
         };
-        if let Some(g) = &config.gateway {
-            // The gateway's core exists but is not on the network yet: refuse rather than
-            // boot a gateway that silently serves nothing.
-            errors.push(err(
-                g.line,
-                "[Gateway] is not served by this image yet (the gateway is not wired to the network); remove [Gateway] and [Service]".into(),
-            ));
-        }
         if !errors.is_empty() {
             errors.sort_by_key(|e| e.line);
             return Err(errors);
@@ -226,6 +222,15 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             .as_ref()
             .and_then(|r| routing::Routing::start(r, config, &mut router, opts.seed, now));
         let metrics = MetricsServer::new(&config.metrics_listen(), &mut services.sockets);
+        let gateway = config.gateway.as_ref().map(|g| {
+            gateway::GatewayService::new(
+                g,
+                config.inner_addresses(),
+                &mut services.sockets,
+                opts.seed,
+                now,
+            )
+        });
         let stats = opts.stats_secs.map(|s| {
             let every = Duration::from_secs(s as u64);
             (every, now + every)
@@ -236,6 +241,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             services,
             routing,
             metrics,
+            gateway,
             started: now,
             stats,
         })
@@ -340,14 +346,21 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);
         busy |= self.services.run(&self.iface, now, console);
-        let (router, started, routing) = (&self.router, self.started, &self.routing);
+        let (router, started, routing, gw) =
+            (&self.router, self.started, &self.routing, &self.gateway);
         busy |= self
             .metrics
             .run(&mut self.services.sockets, now, &mut |out, service| {
                 let mut snap = crate::metrics::collect(router, started, now, wall_ns, service);
                 snap.babel = routing.as_ref().map(|r| r.stats(router));
+                snap.gateway = gw.as_ref().map(|g| {
+                    crate::metrics::GatewayStats::of(g.core(), g.counters().connect_errors)
+                });
                 let _ = snap.render(out);
             });
+        if let Some(g) = self.gateway.as_mut() {
+            busy |= g.run(&mut self.iface, &mut self.services.sockets, now);
+        }
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);
         busy |= self.router.drain_local();
@@ -396,6 +409,9 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         if let Some(r) = &self.routing {
             r.write_status(self.router.routes().ways_back(), out);
         }
+        if let Some(g) = &self.gateway {
+            g.write_status(out);
+        }
         if let Some(t) = self.tunnel_counters() {
             let _ = write!(
                 out,
@@ -420,6 +436,8 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
 mod tests;
 
 #[cfg(test)]
+mod gateway_tests;
+#[cfg(test)]
 mod mesh_tests;
 #[cfg(test)]
 mod metrics_tests;
@@ -427,5 +445,7 @@ mod metrics_tests;
 mod neigh_tests;
 #[cfg(test)]
 mod routing_tests;
+#[cfg(test)]
+mod test_host;
 #[cfg(test)]
 mod test_nic;

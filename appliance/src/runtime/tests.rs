@@ -251,20 +251,6 @@ fn an_mtu_above_what_the_nic_carries_is_an_error() {
     assert!(errors[0].message.contains("MTU 9000"));
 }
 
-#[test]
-fn a_gateway_config_is_refused_until_the_gateway_is_wired() {
-    let (a, _) = nic(1);
-    let text = "[Link]\nAddress = 203.0.113.10/24\n[Gateway]\nListen = 203.0.113.10\n\
-                [Service]\nName = shop.example.org\nMode = tls\nBackend = 10.20.1.10:443\n";
-    assert!(config::parse(text.as_bytes()).is_ok(), "the sections parse");
-    let errors = boot(text, vec![a]).err().expect("must fail");
-    assert_eq!(errors[0].line, 3);
-    assert!(
-        errors[0].message.contains("not served by this image yet"),
-        "{errors:?}"
-    );
-}
-
 mod tunnel {
     use super::*;
     use crate::tunnel::PrivateKey;
