@@ -1,8 +1,7 @@
 //! The metrics service end to end: a two-node mesh (`vdcnet_qemu::lab`), scraped from
 //! node 1's workload namespace by curl (body checked by `promtool check metrics`) and by a
 //! real Prometheus server (its HTTP API must report `up == 1` and the peer's counters);
-//! a host on the underlay (a tap in its own namespace, plugged into the lab's switch
-//! through socat) must not reach the metrics port; and `vdcnet status URL` names the
+//! a host on the underlay ([`UnderlayHost`]) must not reach the metrics port; and `vdcnet status URL` names the
 //! peer and its handshake.
 //!
 //! One lab is booted and shared by every assertion.
@@ -13,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 use vdcnet_qemu::lab::{Lab, Topology};
-use vdcnet_qemu::{free_tcp_port, Netns, Tap, TempDir};
+use vdcnet_qemu::{free_tcp_port, Netns, TempDir, UnderlayHost};
 use vdcnet_tests::{ok, output_text, require_root, run_in, TIMEOUT};
 
 /// Generous: two TCG guests and a Prometheus server on a shared machine.
@@ -30,7 +29,7 @@ fn curl(ns: &Netns, url: &str, max_secs: u32) -> Result<String, String> {
     }
 }
 
-/// A child process killed on drop (Prometheus, socat).
+/// A child process killed on drop (Prometheus).
 struct Killed(Child, &'static str);
 
 impl Drop for Killed {
@@ -246,30 +245,8 @@ fn a_mesh_node_serves_valid_metrics_to_its_segment_and_prometheus_but_not_to_the
     // carried to the switch by socat) reaches node 1's underlay address (ping), but not
     // the metrics port, neither on the segment address nor on the underlay address.
     let host = "192.168.100.50";
-    let mut tap = ok(Tap::create(&[format!("{host}/24")]));
-    let port = ok(lab.wire().attach_udp());
-    let mut socat = Killed(
-        Command::new("socat")
-            .arg(format!(
-                "UDP-DATAGRAM:{},bind={}",
-                port.switch_addr(),
-                port.vm_addr()
-            ))
-            .arg(format!(
-                "TUN,tun-type=tap,tun-name={},iff-no-pi,iff-up",
-                tap.name()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("socat starts"),
-        "socat",
-    );
-    if let Err(e) = tap.attach_to_namespace(TIMEOUT, || false) {
-        panic!("{e} ({:?})", socat.died());
-    }
-    let underlay_ns = tap.netns();
+    let underlay = ok(UnderlayHost::attach(lab.wire(), &[format!("{host}/24")]));
+    let underlay_ns = underlay.netns();
     underlay_ns
         .ip(&[
             "route",
@@ -280,16 +257,13 @@ fn a_mesh_node_serves_valid_metrics_to_its_segment_and_prometheus_but_not_to_the
         ])
         .unwrap();
     if let Err(e) = underlay_ns.ping(node1.underlay.into(), TIMEOUT) {
-        panic!(
-            "the underlay host cannot reach node 1 at all: {e} ({:?})",
-            socat.died()
-        );
+        panic!("the underlay host cannot reach node 1 at all: {e}");
     }
     for target in [seg1.to_string(), node1.underlay.to_string()] {
         let r = curl(underlay_ns, &format!("http://{target}:9100/metrics"), 5);
         assert!(r.is_err(), "the underlay scraped {target}:9100: {r:?}");
     }
-    drop(socat);
+    drop(underlay);
 
     // `vdcnet status`, run in the workload namespace.
     let tool = vdcnet_tool();

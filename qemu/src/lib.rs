@@ -48,6 +48,7 @@ pub mod mesh;
 mod netns;
 mod nic;
 mod probe;
+mod underlay_host;
 mod vm;
 mod wire;
 
@@ -63,5 +64,6 @@ pub use machine::{Accel, Machine};
 pub use netns::{Netns, Tap};
 pub use nic::{Mac, Nic, ECHO_PORT};
 pub use probe::{tcp_echo, tcp_echo_retry};
+pub use underlay_host::UnderlayHost;
 pub use vm::{Echo, Vm, VmBuilder, APPLIANCE_FAILED, DEFAULT_CPU, DEFAULT_TIMEOUT, READY};
 pub use wire::{LinkPolicy, PortIo, PortStats, Wire, WirePort};

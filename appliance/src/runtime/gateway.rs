@@ -34,9 +34,9 @@ use crate::gateway::{self, Action, ConnId, Gateway, HealthCheckJob};
 /// Listening sockets per public address and port: how many SYNs one poll can take.
 pub const BACKLOG: usize = 16;
 /// Client sockets' receive and send buffers (bytes).
-pub const CLIENT_BUFFERS: (usize, usize) = (4096, 16384);
+pub const CLIENT_BUFFERS: (usize, usize) = (4096, 8192);
 /// Backend sockets' receive and send buffers (bytes).
-pub const BACKEND_BUFFERS: (usize, usize) = (16384, 4096);
+pub const BACKEND_BUFFERS: (usize, usize) = (8192, 4096);
 /// Health check sockets' buffers.
 const CHECK_BUFFERS: (usize, usize) = (1024, 512);
 /// The most of a health check's answer kept while its status line is incomplete.

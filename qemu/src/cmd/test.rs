@@ -7,7 +7,7 @@ use vdcnet_qemu::{is_root, workspace_root, IMAGE_TARGET};
 
 /// Debian packages the tests use, with a command each provides, or an absolute path for
 /// packages without one (checked instead on non-Debian hosts).
-const PACKAGES: [(&str, &str); 20] = [
+const PACKAGES: [(&str, &str); 22] = [
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("iputils-ping", "ping"),
     ("iproute2", "ip"),
@@ -35,6 +35,10 @@ const PACKAGES: [(&str, &str); 20] = [
     ("prometheus", "prometheus"),
     ("curl", "curl"),
     ("socat", "socat"),
+    // tests/gateway.rs: real backends (nginx with TLS and PROXY v2) behind the gateway,
+    // a certificate made with openssl and checked by curl and `openssl s_client`.
+    ("nginx-light", "nginx"),
+    ("openssl", "openssl"),
 ];
 
 fn quiet(cmd: &mut Command) -> Option<std::process::Output> {
