@@ -665,11 +665,27 @@ impl GatewayService {
             };
             let _ = write!(
                 out,
-                " svc{i} {name} conns={} requests={} no_backend={} up=",
-                sc.connections, sc.requests, sc.no_backend
+                " svc{i} {name} conns={} requests={} in={} out={} connect_failures={} no_backend={}",
+                sc.connections,
+                sc.requests,
+                sc.bytes_from_clients,
+                sc.bytes_to_clients,
+                sc.connect_failures,
+                sc.no_backend
             );
             for b in 0..pool.len() {
-                let _ = write!(out, "{}", if pool.is_up(b) { '1' } else { '0' });
+                let (Some(addr), Some(bc)) = (pool.addr(b), pool.counters(b)) else {
+                    continue;
+                };
+                let _ = write!(
+                    out,
+                    " be{b}={addr}/{}/active={}/conns={}/fails={}/checks_failed={}",
+                    if pool.is_up(b) { "up" } else { "down" },
+                    pool.active(b),
+                    bc.connections,
+                    bc.connect_failures,
+                    bc.check_failures
+                );
             }
         }
         let _ = write!(out, ";");
