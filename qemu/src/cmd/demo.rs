@@ -5,17 +5,39 @@
 //! what it did and what came back; any failed step makes the exit status non-zero. Needs
 //! root (namespaces and taps).
 //!
+//! Node 1 is also the web gateway: a client on the underlay (the "internet", a namespace
+//! on the switch) asks node 1's public address for `app.example.org`, and gets the page
+//! that workload 2's private web server (python's http.server) serves.
+//!
 //! ```text
+//!                        internet 192.168.100.200 (curl)
+//!                                   │
 //!  workload 1 ──tap── node1 ◄═══ WireGuard over the underlay switch ═══► node2 ──tap── workload 2
-//!  10.20.1.x (DHCP)  10.20.1.1   192.168.100.1          192.168.100.2   10.20.2.1  10.20.2.x (DHCP)
+//!  10.20.1.x (DHCP)  10.20.1.1   192.168.100.1          192.168.100.2   10.20.2.1  10.20.2.10 (DHCP)
 //! ```
 
 use super::{no_args, CmdResult};
 use std::net::IpAddr;
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
-use vdcnet_qemu::lab::{Lab, Topology};
-use vdcnet_qemu::{build_image, is_root, BuildOutput, Error, ErrorKind, LinkPolicy};
+use vdcnet_qemu::lab::{Lab, Topology, WorkloadSpec};
+use vdcnet_qemu::{
+    build_image, is_root, BuildOutput, Error, ErrorKind, LinkPolicy, TempDir, UnderlayHost,
+};
+
+/// Workload 2's address (a static lease), where the demo's private web server listens.
+const WEB: &str = "10.20.2.10";
+/// What node 1 adds to its generated config: the gateway and its one service.
+const GATEWAY: &str = "
+[Gateway]
+Listen = 192.168.100.1
+
+[Service]
+Name = app.example.org
+Mode = http
+Backend = 10.20.2.10:8080
+HealthCheck = http /
+";
 
 /// Counts and prints steps.
 struct Steps {
@@ -93,7 +115,22 @@ pub fn main(args: &[String]) -> CmdResult {
         "start a two-node lab: `vdcnet mesh` configs, underlay switch, a workload namespace \
          behind each segment configured by DHCP and router advertisements",
         || {
-            let lab = Lab::start(&Topology::new(2))?;
+            let topo = Topology::new(2)
+                .workload(
+                    1,
+                    WorkloadSpec {
+                        static_v4: Some(WEB.parse().expect("an address")),
+                        ..WorkloadSpec::default()
+                    },
+                )
+                .edit_config(|i, text| {
+                    if i == 0 {
+                        format!("{text}{GATEWAY}")
+                    } else {
+                        text.to_string()
+                    }
+                });
+            let lab = Lab::start(&topo)?;
             let detail = lab
                 .describe()
                 .iter()
@@ -189,6 +226,7 @@ pub fn main(args: &[String]) -> CmdResult {
                 )),
             },
         );
+        gateway_steps(&mut steps, &lab);
         let dst: IpAddr = dst.parse().expect("an address");
         steps.run("cut node2's underlay link: the mesh stops", || {
             lab.set_policy(1, LinkPolicy::cut());
@@ -213,6 +251,92 @@ pub fn main(args: &[String]) -> CmdResult {
         );
     }
     done(&steps)
+}
+
+/// The web gateway: a public client reaches workload 2's private web server through
+/// node 1, and cannot reach it directly.
+fn gateway_steps(steps: &mut Steps, lab: &Lab) {
+    let Some(dir) = steps.run(
+        "workload 2 serves a page on 10.20.2.10:8080 (python http.server)",
+        || {
+            let dir = TempDir::new("demo-web")?;
+            std::fs::write(dir.path().join("index.html"), "hello from workload 2\n")
+                .map_err(|e| Error::new(ErrorKind::Spawn, format!("writing the page: {e}")))?;
+            let server = lab
+                .workload(1)
+                .command("python3")
+                .args(["-m", "http.server", "8080", "--bind", WEB, "--directory"])
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| Error::new(ErrorKind::Spawn, format!("python3: {e}")))?;
+            Ok(((dir, Killed(server)), "listening".to_string()))
+        },
+    ) else {
+        return;
+    };
+    let Some(internet) = steps.run(
+        "plug an \"internet\" host into the underlay switch at 192.168.100.200",
+        || {
+            Ok((
+                UnderlayHost::attach(lab.wire(), &["192.168.100.200/24".to_string()])?,
+                String::new(),
+            ))
+        },
+    ) else {
+        return;
+    };
+    let ns = internet.netns();
+    steps.run(
+        "the internet asks node 1 (192.168.100.1) for http://app.example.org/: the gateway \
+         routes it by Host over the mesh to workload 2",
+        || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let r = ns.run(
+                    "curl",
+                    &[
+                        "-sS",
+                        "--fail",
+                        "--max-time",
+                        "5",
+                        "--resolve",
+                        "app.example.org:80:192.168.100.1",
+                        "http://app.example.org/",
+                    ],
+                );
+                match r {
+                    Ok(body) => return Ok(((), body.trim().to_string())),
+                    Err(e) if Instant::now() > deadline => return Err(e),
+                    Err(_) => std::thread::sleep(Duration::from_millis(500)),
+                }
+            }
+        },
+    );
+    steps.run("the internet cannot reach workload 2 directly", || {
+        ns.ip(&["route", "add", "10.20.0.0/16", "via", "192.168.100.1"])?;
+        match ns.run(
+            "curl",
+            &["-sS", "--max-time", "3", &format!("http://{WEB}:8080/")],
+        ) {
+            Ok(body) => {
+                Err(Error::new(ErrorKind::Net, "the private server answered").with_evidence(body))
+            }
+            Err(_) => Ok(((), "no answer, as expected".to_string())),
+        }
+    });
+    drop(dir);
+}
+
+/// A child process killed on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[cfg(test)]
