@@ -9,7 +9,13 @@
 //! HeadTimeout = 10                       # optional, s: to send a ClientHello or a head
 //! IdleTimeout = 60                       # optional, s: nothing moving either way
 //! ConnectTimeout = 5                     # optional, s: to reach a backend
+//! Peer = 10.20.2.1, fd20:ab:cd:3::1      # optional, repeatable: other gateways of the
+//!                                        #   same services, by their address in the VDC
 //! ```
+//!
+//! `Peer`s are asked over the mesh, once a second, which public addresses they serve and
+//! which of their services have a healthy backend (`gateway::peers`); the DNS answers
+//! list the live ones.
 //!
 //! The services themselves are `[Service]` sections (`service.rs`); the parser hands them
 //! to [`GatewayBuilder::finish`] and checks `Listen` against the links at the end.
@@ -24,7 +30,7 @@ use super::shared::{lookup, unknown_key, Seen, Single};
 use super::values;
 use super::{
     GatewayConfig, ServiceConfig, ServiceMode, DEFAULT_MAX_CONNECTIONS, GATEWAY_TIMEOUT_SECS,
-    MAX_LISTEN,
+    MAX_GATEWAY_PEERS, MAX_LISTEN,
 };
 
 #[derive(Clone, Copy)]
@@ -36,6 +42,7 @@ enum GatewayKey {
     HeadTimeout,
     IdleTimeout,
     ConnectTimeout,
+    Peer,
 }
 
 const GATEWAY_KEYS: &[(&str, GatewayKey)] = &[
@@ -46,6 +53,7 @@ const GATEWAY_KEYS: &[(&str, GatewayKey)] = &[
     ("HeadTimeout", GatewayKey::HeadTimeout),
     ("IdleTimeout", GatewayKey::IdleTimeout),
     ("ConnectTimeout", GatewayKey::ConnectTimeout),
+    ("Peer", GatewayKey::Peer),
 ];
 
 pub(super) struct GatewayBuilder {
@@ -62,6 +70,8 @@ pub(super) struct GatewayBuilder {
     head_timeout: Single<u16>,
     idle_timeout: Single<u16>,
     connect_timeout: Single<u16>,
+    /// Each peer gateway's address with the line that gave it.
+    peers: Vec<(IpAddress, usize)>,
 }
 
 impl GatewayBuilder {
@@ -78,6 +88,7 @@ impl GatewayBuilder {
             head_timeout: Single::default(),
             idle_timeout: Single::default(),
             connect_timeout: Single::default(),
+            peers: Vec::new(),
         }
     }
 
@@ -107,6 +118,13 @@ impl GatewayBuilder {
             GatewayKey::HeadTimeout => self.head_timeout.set(seen, name, line, seconds),
             GatewayKey::IdleTimeout => self.idle_timeout.set(seen, name, line, seconds),
             GatewayKey::ConnectTimeout => self.connect_timeout.set(seen, name, line, seconds),
+            GatewayKey::Peer => {
+                for item in values::list_items(value) {
+                    if let Err(message) = self.peer(item, line) {
+                        seen.error(line, message);
+                    }
+                }
+            }
         }
     }
 
@@ -134,6 +152,25 @@ impl GatewayBuilder {
             return Err(format!("more than {MAX_LISTEN} Listen addresses"));
         }
         self.listen.push((addr, line));
+        Ok(())
+    }
+
+    fn peer(&mut self, item: &str, line: usize) -> Result<(), String> {
+        let Some(addr) = values::ip(item) else {
+            return Err(format!(
+                "Peer {item:?} is not an IP address (the other gateway's address in the VDC)"
+            ));
+        };
+        if let Some(kind) = values::non_unicast_kind(addr) {
+            return Err(format!("Peer {addr} is {kind}"));
+        }
+        if let Some((_, first)) = self.peers.iter().find(|(a, _)| *a == addr) {
+            return Err(format!("Peer {addr} is already given at line {first}"));
+        }
+        if self.peers.len() >= MAX_GATEWAY_PEERS {
+            return Err(format!("more than {MAX_GATEWAY_PEERS} Peer gateways"));
+        }
+        self.peers.push((addr, line));
         Ok(())
     }
 
@@ -188,6 +225,7 @@ impl GatewayBuilder {
             head_timeout_secs: self.head_timeout.value.unwrap_or(10),
             idle_timeout_secs: self.idle_timeout.value.unwrap_or(60),
             connect_timeout_secs: self.connect_timeout.value.unwrap_or(5),
+            peers: self.peers.iter().map(|(a, _)| *a).collect(),
             services,
             line: self.header,
         })

@@ -129,6 +129,8 @@ pub const HELLO_INTERVAL_MS: RangeInclusive<u16> = 50..=60_000;
 
 /// `Listen` addresses in `[Gateway]`.
 pub const MAX_LISTEN: usize = 8;
+/// `Peer` gateways of one `[Gateway]`.
+pub const MAX_GATEWAY_PEERS: usize = 16;
 /// `[Service]` sections.
 pub const MAX_SERVICES: usize = 64;
 /// `Backend` addresses per `[Service]`.
@@ -205,6 +207,8 @@ pub struct GatewayConfig {
     pub idle_timeout_secs: u16,
     /// Seconds to reach a backend before trying the next, or 504 (default 5).
     pub connect_timeout_secs: u16,
+    /// Other gateways of the same services, by their address in the VDC.
+    pub peers: Vec<IpAddress>,
     /// The services, in file order; at least one.
     pub services: Vec<ServiceConfig>,
     /// Line of the `[Gateway]` header.

@@ -22,13 +22,15 @@
 //! and per backend ([`backend::BackendCounters`]).
 //!
 //! Files: `sni` (ClientHello reader), `http` (heads, framing, canned answers), `proxy`
-//! (PROXY protocol v2), `backend` (pools and health), `names` (name matching), `conn`
+//! (PROXY protocol v2), `backend` (pools and health), `names` (name matching), `peers`
+//! (which other gateways are alive and what they serve), `conn`
 //! (one connection's state machine), this file (the gateway and its counters).
 
 pub mod backend;
 mod conn;
 pub mod http;
 pub mod names;
+pub mod peers;
 pub mod proxy;
 pub mod sni;
 

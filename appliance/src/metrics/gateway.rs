@@ -3,7 +3,7 @@
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use super::exposition::{Exposition, Kind};
 use crate::gateway::backend::BackendCounters;
@@ -27,6 +27,8 @@ pub struct GatewayServiceStats {
     pub name: String,
     pub counters: ServiceCounters,
     pub backends: Vec<BackendStats>,
+    /// Public addresses serving it now: this gateway's and its live peers'.
+    pub serving: usize,
 }
 
 /// The gateway at the time of a scrape.
@@ -38,14 +40,23 @@ pub struct GatewayStats {
     /// Backend connects the appliance could not start (no source address, no port).
     pub connect_errors: u64,
     pub services: Vec<GatewayServiceStats>,
+    /// The peer gateways (`[Gateway] Peer`) and whether each is alive.
+    pub peers: Vec<(IpAddr, bool)>,
 }
 
 impl GatewayStats {
-    /// Copies the core's counters and pools.
-    pub fn of(core: &Gateway, connect_errors: u64) -> GatewayStats {
+    /// Copies the core's counters and pools; `serving(i)`: how many public addresses
+    /// serve service `i` now; `peers`: the peer gateways and whether each is alive.
+    pub fn of(
+        core: &Gateway,
+        connect_errors: u64,
+        serving: &dyn Fn(usize) -> usize,
+        peers: Vec<(IpAddr, bool)>,
+    ) -> GatewayStats {
         let services = (0..core.service_count())
-            .filter_map(|i| core.service(i))
-            .map(|(name, counters, pool)| GatewayServiceStats {
+            .filter_map(|i| core.service(i).map(|s| (i, s)))
+            .map(|(i, (name, counters, pool))| GatewayServiceStats {
+                serving: serving(i),
                 name: name.to_string(),
                 counters,
                 backends: (0..pool.len())
@@ -65,6 +76,7 @@ impl GatewayStats {
             counters: core.counters(),
             connect_errors,
             services,
+            peers,
         }
     }
 
@@ -148,6 +160,14 @@ impl GatewayStats {
         ] {
             e.sample(&[("code", &code)], n);
         }
+        e.family(
+            "vdcnet_gateway_peer_alive",
+            Kind::Gauge,
+            "1 while the peer gateway answers its status requests over the mesh, else 0.",
+        );
+        for (peer, alive) in &self.peers {
+            e.sample(&[("peer", peer)], u64::from(*alive));
+        }
         self.render_services(e);
         self.render_backends(e);
     }
@@ -191,6 +211,14 @@ impl GatewayStats {
             for s in &self.services {
                 e.sample(&[("service", &s.name)], get(&s.counters));
             }
+        }
+        e.family(
+            "vdcnet_gateway_service_serving_addresses",
+            Kind::Gauge,
+            "Public addresses serving the service now: this gateway's and its live peers'.",
+        );
+        for s in &self.services {
+            e.sample(&[("service", &s.name)], s.serving);
         }
         e.family(
             "vdcnet_gateway_service_bytes_total",

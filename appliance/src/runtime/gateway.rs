@@ -24,11 +24,12 @@ use core::net::{IpAddr, SocketAddr};
 use core::ops::RangeInclusive;
 
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, IpListenEndpoint};
 
 use crate::config::{GatewayConfig, HealthCheck};
+use crate::gateway::peers::{self, GatewayPeers, STATUS_PORT};
 use crate::gateway::{self, Action, ConnId, Gateway, HealthCheckJob};
 
 /// Listening sockets per public address and port: how many SYNs one poll can take.
@@ -61,6 +62,9 @@ pub struct RuntimeCounters {
     pub connect_errors: u64,
     /// Sides reset because they did not finish closing within [`LINGER`].
     pub lingered_out: u64,
+    /// Status datagrams that came to a public address, or were neither a request nor
+    /// an answer.
+    pub status_refused: u64,
 }
 
 struct Listening {
@@ -127,6 +131,10 @@ pub(crate) struct GatewayService {
     actions: Vec<(ConnId, Action)>,
     ids: Vec<ConnId>,
     counters: RuntimeCounters,
+    /// The status exchange with the other gateways (`gateway::peers`).
+    status: SocketHandle,
+    peers: GatewayPeers,
+    public: Vec<IpAddr>,
 }
 
 fn socket(buffers: (usize, usize)) -> tcp::Socket<'static> {
@@ -142,6 +150,13 @@ fn listener(sockets: &mut SocketSet<'static>, endpoint: IpListenEndpoint) -> Soc
     let mut s = socket(CLIENT_BUFFERS);
     let _ = s.listen(endpoint);
     sockets.add(s)
+}
+
+fn core_ip(a: IpAddress) -> IpAddr {
+    match a {
+        IpAddress::Ipv4(a) => IpAddr::V4(a),
+        IpAddress::Ipv6(a) => IpAddr::V6(a),
+    }
 }
 
 fn to_core(e: IpEndpoint) -> SocketAddr {
@@ -224,6 +239,12 @@ impl GatewayService {
             })
             .collect();
         let span = u64::from(EPHEMERAL.end() - EPHEMERAL.start()) + 1;
+        let mut status = udp::Socket::new(
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 8 * 1280]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 8 * 1280]),
+        );
+        let _ = status.bind(STATUS_PORT);
+        let peer_ips: Vec<IpAddr> = config.peers.iter().map(|&a| core_ip(a)).collect();
         GatewayService {
             core,
             listening,
@@ -236,15 +257,105 @@ impl GatewayService {
             actions: Vec::new(),
             ids: Vec::new(),
             counters: RuntimeCounters::default(),
+            status: sockets.add(status),
+            peers: GatewayPeers::new(&peer_ips, now),
+            public: config.listen.iter().map(|&a| core_ip(a)).collect(),
         }
     }
 
+    /// What a scrape reports of the gateway at `now`.
+    pub fn stats(&self, now: Instant) -> crate::metrics::GatewayStats {
+        let peers = self
+            .peers
+            .peers()
+            .iter()
+            .map(|p| (p.addr.ip(), p.is_alive(now)))
+            .collect();
+        crate::metrics::GatewayStats::of(
+            &self.core,
+            self.counters.connect_errors,
+            &|i| self.serving(i, now).len(),
+            peers,
+        )
+    }
+
+    /// The public addresses that serve the service `index` now: ours while one of its
+    /// backends is up, and those of the live peer gateways whose service of the same
+    /// name can serve.
+    pub fn serving(&self, index: usize, now: Instant) -> Vec<IpAddr> {
+        let Some((name, _, pool)) = self.core.service(index) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if (0..pool.len()).any(|b| pool.is_up(b)) {
+            out.extend_from_slice(&self.public);
+        }
+        let name = alloc::string::ToString::to_string(name);
+        out.extend(self.peers.serving(&name, now));
+        out
+    }
+
+    /// Answers status requests, reads the peers' answers, asks the peers that are due.
+    fn run_status(&mut self, sockets: &mut SocketSet<'static>, now: Instant) -> bool {
+        let mut busy = false;
+        let mut buf = [0u8; peers::MAX_ANSWER + 1];
+        let mut answer = alloc::string::String::new();
+        loop {
+            let s = sockets.get_mut::<udp::Socket>(self.status);
+            let Ok((n, meta)) = s.recv_slice(&mut buf) else {
+                break;
+            };
+            busy = true;
+            let inner = meta
+                .local_address
+                .is_some_and(|a| self.sources.iter().any(|c| c.address() == a));
+            if !inner {
+                self.counters.status_refused += 1;
+                continue;
+            }
+            let from = to_core(meta.endpoint);
+            if &buf[..n] == peers::REQUEST {
+                let services = (0..self.core.service_count()).filter_map(|i| {
+                    let (name, _, pool) = self.core.service(i)?;
+                    Some((name, (0..pool.len()).any(|b| pool.is_up(b))))
+                });
+                peers::write_answer(&self.public, services, &mut answer);
+                let reply = udp::UdpMetadata {
+                    endpoint: meta.endpoint,
+                    local_address: meta.local_address,
+                    meta: Default::default(),
+                };
+                let _ = s.send_slice(answer.as_bytes(), reply);
+            } else if self.peers.answer(from, &buf[..n], now).is_err() {
+                self.counters.status_refused += 1;
+            }
+        }
+        while let Some(to) = self.peers.due(now) {
+            busy = true;
+            let remote = to_smoltcp(to);
+            let Some(src) = self.source(remote.addr) else {
+                continue;
+            };
+            let meta = udp::UdpMetadata {
+                endpoint: remote,
+                local_address: Some(src),
+                meta: Default::default(),
+            };
+            let _ = sockets
+                .get_mut::<udp::Socket>(self.status)
+                .send_slice(peers::REQUEST, meta);
+        }
+        busy
+    }
+
     /// The core (its counters, services and pools).
+    #[cfg(test)]
     pub fn core(&self) -> &Gateway {
         &self.core
     }
 
     /// What the runtime counted.
+    #[cfg(test)]
     pub fn counters(&self) -> RuntimeCounters {
         self.counters
     }
@@ -269,6 +380,7 @@ impl GatewayService {
         busy |= self.apply(iface, sockets, now);
         busy |= self.run_checks(iface, sockets, now);
         busy |= self.linger(sockets, now);
+        busy |= self.run_status(sockets, now);
         busy
     }
 
@@ -647,7 +759,7 @@ impl GatewayService {
     }
 
     /// The gateway's part of the stats line.
-    pub fn write_status(&self, out: &mut dyn Write) {
+    pub fn write_status(&self, now: Instant, out: &mut dyn Write) {
         let c = self.core.counters();
         let _ = write!(
             out,
@@ -687,6 +799,14 @@ impl GatewayService {
                     bc.check_failures
                 );
             }
+        }
+        for p in self.peers.peers() {
+            let _ = write!(
+                out,
+                " peer={}/{}",
+                p.addr.ip(),
+                if p.is_alive(now) { "alive" } else { "dead" }
+            );
         }
         let _ = write!(out, ";");
     }

@@ -283,13 +283,14 @@ fn a_dead_backend_is_retried_on_the_next_then_taken_out_by_its_checks() {
         WALL,
         Default::default(),
     );
-    snap.gateway = Some(crate::metrics::GatewayStats::of(b.gateway().core(), 0));
+    snap.gateway = Some(b.gateway().stats(b.now()));
     let mut body = String::new();
     snap.render(&mut body).unwrap();
     for line in [
         "vdcnet_gateway_backend_up{service=\"shop.example.org\",backend=\"10.20.1.11:8080\"} 0",
         "vdcnet_gateway_backend_up{service=\"shop.example.org\",backend=\"10.20.1.10:8080\"} 1",
         "vdcnet_gateway_service_requests_total{service=\"shop.example.org\"} 3",
+        "vdcnet_gateway_service_serving_addresses{service=\"shop.example.org\"} 1",
     ] {
         assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
     }
@@ -368,3 +369,82 @@ fn closed_connections_give_their_sockets_back() {
 }
 
 const LINGER_MS: u64 = gateway::LINGER.total_millis();
+
+#[test]
+fn gateways_tell_each_other_what_they_serve_over_the_mesh_only() {
+    use crate::gateway::peers::{REQUEST, STATUS_PORT};
+    use smoltcp::socket::udp;
+    // The segment host plays a peer gateway at 10.20.1.10.
+    let mut b = Bench::new(HTTP_SHOP, "Peer = 10.20.1.10\n");
+    b.serve(8080, Serve::Http, 1);
+    let udp_socket = |c: &mut Client| {
+        let mut s = udp::Socket::new(
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]),
+        );
+        s.bind(STATUS_PORT).unwrap();
+        c.sockets.add(s)
+    };
+    let peer = udp_socket(&mut b.host);
+    let stranger = udp_socket(&mut b.client);
+    // Our gateway asks the peer; the peer answers with its own public address.
+    let mut asked = false;
+    for _ in 0..2000 {
+        b.run(1);
+        let s = b.host.sockets.get_mut::<udp::Socket>(peer);
+        if let Ok((n, meta)) = s.recv_slice(&mut [0u8; 64]) {
+            assert_eq!(n, REQUEST.len());
+            let answer = b"vdcnet-gw 1\npublic 198.51.100.7\nservice shop.example.org up\n";
+            s.send_slice(answer, meta.endpoint).unwrap();
+            asked = true;
+            break;
+        }
+    }
+    assert!(asked, "the gateway asks its peer within two seconds");
+    b.run(20);
+    let both: Vec<std::net::IpAddr> = vec![
+        "203.0.113.10".parse().unwrap(),
+        "198.51.100.7".parse().unwrap(),
+    ];
+    assert_eq!(b.gateway().serving(0, b.now()), both);
+    // It asks us too: our answer names our public address and the service's health.
+    let s = b.host.sockets.get_mut::<udp::Socket>(peer);
+    s.send_slice(
+        REQUEST,
+        IpEndpoint::new("10.20.1.1".parse().unwrap(), STATUS_PORT),
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    for _ in 0..100 {
+        b.run(1);
+        let s = b.host.sockets.get_mut::<udp::Socket>(peer);
+        let mut buf = [0u8; 1500];
+        if let Ok((n, _)) = s.recv_slice(&mut buf) {
+            if buf.starts_with(b"vdcnet-gw 1\n") {
+                answer = buf[..n].to_vec();
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        text(&answer),
+        "vdcnet-gw 1\npublic 203.0.113.10\nservice shop.example.org up\n"
+    );
+    // The underlay gets nothing, even on the gateway's public address.
+    let s = b.client.sockets.get_mut::<udp::Socket>(stranger);
+    s.send_slice(
+        REQUEST,
+        IpEndpoint::new("203.0.113.10".parse().unwrap(), STATUS_PORT),
+    )
+    .unwrap();
+    b.run(50);
+    let s = b.client.sockets.get_mut::<udp::Socket>(stranger);
+    assert!(
+        s.recv_slice(&mut [0u8; 1500]).is_err(),
+        "the underlay got a status answer"
+    );
+    assert_eq!(b.gateway().counters().status_refused, 1);
+    // The peer falls silent: after DEAD_AFTER only our own address is left.
+    b.run(4000);
+    assert_eq!(b.gateway().serving(0, b.now()), both[..1].to_vec());
+}

@@ -57,6 +57,8 @@ pub struct Appliance<D, R> {
     gateway: Option<gateway::GatewayService>,
     /// When the appliance started (the metrics' uptime).
     started: Instant,
+    /// The time of the latest poll.
+    now: Instant,
     /// Interval and next time of the console stats line.
     stats: Option<(Duration, Instant)>,
 }
@@ -243,6 +245,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             metrics,
             gateway,
             started: now,
+            now,
             stats,
         })
     }
@@ -339,6 +342,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
     /// whether anything happened (the caller polls again at once instead of sleeping).
     pub fn poll(&mut self, now_us: u64, wall_ns: u64, console: &mut dyn Write) -> bool {
         let now = Instant::from_micros(now_us as i64);
+        self.now = now;
         let mut busy = self.router.poll(now, wall_ns);
         if let Some(r) = self.routing.as_mut() {
             busy |= r.poll(&mut self.router, now);
@@ -353,9 +357,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             .run(&mut self.services.sockets, now, &mut |out, service| {
                 let mut snap = crate::metrics::collect(router, started, now, wall_ns, service);
                 snap.babel = routing.as_ref().map(|r| r.stats(router));
-                snap.gateway = gw.as_ref().map(|g| {
-                    crate::metrics::GatewayStats::of(g.core(), g.counters().connect_errors)
-                });
+                snap.gateway = gw.as_ref().map(|g| g.stats(now));
                 let _ = snap.render(out);
             });
         if let Some(g) = self.gateway.as_mut() {
@@ -410,7 +412,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             r.write_status(self.router.routes().ways_back(), out);
         }
         if let Some(g) = &self.gateway {
-            g.write_status(out);
+            g.write_status(self.now, out);
         }
         if let Some(t) = self.tunnel_counters() {
             let _ = write!(
