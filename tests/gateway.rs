@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 use vdcnet_qemu::lab::{Lab, Topology, WorkloadSpec};
 use vdcnet_qemu::{Netns, TempDir, UnderlayHost};
-use vdcnet_tests::{ok, output_text, require_root, run_in};
+use vdcnet_tests::{nginx_in, ok, output_text, require_root, run_in, spawn_in, wait_listening};
 
 /// node1's public (underlay) addresses and the internet host's.
 const GW4: &str = "192.168.100.1";
@@ -85,29 +85,7 @@ Backend = {B2}:7000
     )
 }
 
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(ns: &Netns, program: &str, args: &[&str]) -> Killed {
-    let child = ns
-        .command(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-    Killed(child)
-}
-
-/// The nginx config of node `n`'s backend, all files under `dir`.
+/// The nginx `server` blocks of node `n`'s backend (its files under `dir`).
 fn nginx_conf(n: usize, dir: &Path, addr: &str) -> String {
     let d = dir.display();
     let tls = if n == 2 {
@@ -133,17 +111,6 @@ fn nginx_conf(n: usize, dir: &Path, addr: &str) -> String {
     };
     format!(
         "
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
     server {{
         listen {addr}:8080;
         location = /health {{ return 200 \"ok\\n\"; }}
@@ -151,38 +118,8 @@ http {{
         location / {{
             return 200 \"node{n} $request_uri xff=$http_x_forwarded_for proto=$http_x_forwarded_proto host=$http_x_forwarded_host\\n\";
         }}
-    }}{tls}
-}}
-"
+    }}{tls}"
     )
-}
-
-/// node `n`'s nginx, started in `ns`.
-fn nginx(ns: &Netns, dir: &Path) -> Killed {
-    let conf = dir.join("nginx.conf");
-    let k = spawn(
-        ns,
-        "nginx",
-        &["-c", conf.to_str().unwrap(), "-g", "daemon off;"],
-    );
-    k
-}
-
-/// Waits until `addr:port` accepts TCP inside `ns`.
-fn wait_listening(ns: &Netns, addr: &str, port: u16) {
-    let deadline = Instant::now() + SLOW;
-    let probe =
-        format!("import socket,sys\ns=socket.create_connection(('{addr}',{port}),1)\ns.close()");
-    loop {
-        if run_in(ns, "python3", &["-c", &probe]).status.success() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on {addr}:{port}"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// curl from the internet host: `(ok, body or curl's complaint)`.
@@ -461,9 +398,8 @@ fn the_gateway_serves_public_names_from_private_backends_over_the_mesh() {
     let dir = ok(TempDir::new("gateway"));
     let d1 = dir.path().join("node1");
     let d2 = dir.path().join("node2");
-    for (n, d, addr) in [(1, &d1, B1), (2, &d2, B2)] {
+    for d in [&d1, &d2] {
         std::fs::create_dir_all(d).unwrap();
-        std::fs::write(d.join("nginx.conf"), nginx_conf(n, d, addr)).unwrap();
     }
     make_cert(&d2);
     // 4 MB to download through the gateway, a pattern so a corruption would show.
@@ -514,11 +450,11 @@ fn the_gateway_serves_public_names_from_private_backends_over_the_mesh() {
             "nodad",
         ])
         .map(|_| ()));
-    let _nginx1 = nginx(w1, &d1);
-    let mut nginx2 = Some(nginx(w2, &d2));
-    let _upgrade = spawn(w2, "python3", &["-c", UPGRADE_SERVER]);
-    let _iperf = spawn(w2, "iperf3", &["-s", "-B", B2, "-p", "5201"]);
-    let _hold = spawn(w2, "python3", &["-c", HOLD_SERVER]);
+    let _nginx1 = nginx_in(w1, &d1, &nginx_conf(1, &d1, B1));
+    let mut nginx2 = Some(nginx_in(w2, &d2, &nginx_conf(2, &d2, B2)));
+    let _upgrade = spawn_in(w2, "python3", &["-c", UPGRADE_SERVER]);
+    let _iperf = spawn_in(w2, "iperf3", &["-s", "-B", B2, "-p", "5201"]);
+    let _hold = spawn_in(w2, "python3", &["-c", HOLD_SERVER]);
     wait_listening(w1, B1, 8080);
     for port in [8080, 8081, 8443, 8090, 5201, 7000] {
         wait_listening(w2, B2, port);
@@ -770,7 +706,7 @@ fn the_gateway_serves_public_names_from_private_backends_over_the_mesh() {
         let (f, nodes) = burst(inet, 4);
         f.is_empty() && nodes.iter().all(|n| n == "node1")
     });
-    nginx2 = Some(nginx(w2, &d2));
+    nginx2 = Some(nginx_in(w2, &d2, &nginx_conf(2, &d2, B2)));
     wait_for(&lab, inet, "node2's server rejoins", |b| {
         b.starts_with("node2")
     });

@@ -188,3 +188,68 @@ pub fn run_in(ns: &vdcnet_qemu::Netns, program: &str, args: &[&str]) -> std::pro
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
+
+/// A child process killed (and reaped) on drop: servers and daemons of a test.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `program` in `ns`, its output discarded; killed when the result drops.
+pub fn spawn_in(ns: &vdcnet_qemu::Netns, program: &str, args: &[&str]) -> Killed {
+    let child = ns
+        .command(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    Killed(child)
+}
+
+/// Waits (up to a minute) until `addr:port` accepts TCP from inside `ns`.
+#[track_caller]
+pub fn wait_listening(ns: &vdcnet_qemu::Netns, addr: &str, port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let probe =
+        format!("import socket\ns=socket.create_connection(('{addr}',{port}),1)\ns.close()");
+    loop {
+        if run_in(ns, "python3", &["-c", &probe]).status.success() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {addr}:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// nginx in the foreground, one process (`master_process off`), with `servers` (the
+/// `server { ... }` blocks) and every file of its own under `dir`.
+pub fn nginx_in(ns: &vdcnet_qemu::Netns, dir: &Path, servers: &str) -> Killed {
+    let d = dir.display();
+    let conf = format!(
+        "master_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
+         fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n{servers}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).expect("writing nginx.conf");
+    spawn_in(
+        ns,
+        "nginx",
+        &[
+            "-c",
+            path.to_str().expect("a UTF-8 path"),
+            "-g",
+            "daemon off;",
+        ],
+    )
+}
