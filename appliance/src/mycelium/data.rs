@@ -7,10 +7,11 @@
 //! destination's /64 opens it with the key of the route to the *source's* /64 (the
 //! router-id's public key: no route, no key) and writes the remaining hop limit into the
 //! inner IPv6 header. Mycelium answers hop-limit and no-route failures with out-of-band
-//! ICMP messages and queues packets while a route is looked for; this node drops and
-//! counts instead (the caller, which owns the forwarding plane, makes any ICMP error from
-//! [`SendError`]), except for its own outbound packets, which wait (bounded) for the
-//! route they asked for.
+//! ICMP messages; this node drops and counts them instead (the caller, which owns the
+//! forwarding plane, makes any ICMP error from [`SendError`]). Like Mycelium, it holds
+//! (bounded, [`super::Settings::max_pending`], 15 s) the packets that wait for a route
+//! it asked for: its own outbound ones, and sealed ones for us from a source whose route
+//! (hence key) it does not have yet; a relayed packet without a route is dropped.
 //!
 //! What bounds the damage of Mycelium's weaknesses here: an opened packet is delivered
 //! only if its inner source and destination are the outer ones (a node cannot speak for
@@ -66,12 +67,24 @@ pub enum Sent {
     Queued,
 }
 
-/// A packet waiting for a route (slots are reused, never freed).
+/// A packet waiting for a route (slots are reused, never freed): one of ours to send,
+/// or a sealed one for us from a source whose key we do not have yet.
 pub(super) struct Pending {
+    /// The /64 whose route it waits for.
     pub subnet: Subnet,
     pub deadline: Instant,
     pub used: bool,
+    /// For an inbound packet: its hop limit (already decremented), source, destination.
+    pub inbound: Option<(u8, Ipv6Addr, Ipv6Addr)>,
+    /// The IPv6 packet, or the sealed body.
     pub packet: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opened {
+    Delivered,
+    Dropped,
+    NoKey,
 }
 
 /// The addresses and hop limit of a well-formed IPv6 packet.
@@ -189,37 +202,45 @@ impl<R: rand_core::CryptoRngCore> Node<R> {
 
     /// Holds an outbound packet until a route for `dst`'s /64 arrives.
     fn hold(&mut self, now: Instant, dst: Ipv6Addr, packet: &[u8]) -> Result<Sent, SendError> {
+        let Some(p) = self.hold_slot(now, dst) else {
+            self.counters.queue_dropped += 1;
+            return Err(SendError::NoRoute);
+        };
+        p.packet.extend_from_slice(packet);
+        Ok(Sent::Queued)
+    }
+
+    /// A free slot, emptied, claimed for a packet waiting for `addr`'s /64.
+    fn hold_slot(&mut self, now: Instant, addr: Ipv6Addr) -> Option<&mut Pending> {
         let slot = match self.pending.iter().position(|p| !p.used) {
             Some(i) => i,
             None if self.pending.len() < self.settings.max_pending => {
                 self.pending.push(Pending {
-                    subnet: Subnet::slash64(dst),
+                    subnet: Subnet::slash64(addr),
                     deadline: now,
                     used: false,
+                    inbound: None,
                     packet: Vec::new(),
                 });
                 self.pending.len() - 1
             }
-            None => {
-                self.counters.queue_dropped += 1;
-                return Err(SendError::NoRoute);
-            }
+            None => return None,
         };
+        self.counters.queued += 1;
         let p = &mut self.pending[slot];
-        p.subnet = Subnet::slash64(dst);
+        p.subnet = Subnet::slash64(addr);
         p.deadline = now + QUERY_TIMEOUT;
         p.used = true;
+        p.inbound = None;
         p.packet.clear();
-        p.packet.extend_from_slice(packet);
-        self.counters.queued += 1;
-        Ok(Sent::Queued)
+        Some(p)
     }
 
     /// Sends the held packets a new route to `subnet` covers.
     pub(super) fn flush_pending(&mut self, now: Instant, subnet: Subnet) {
         for i in 0..self.pending.len() {
             let p = &self.pending[i];
-            if !p.used {
+            if !p.used || p.inbound.is_some() {
                 continue;
             }
             let Some((src, dst, hop)) = ipv6_fields(&p.packet) else {
@@ -259,16 +280,38 @@ impl<R: rand_core::CryptoRngCore> Node<R> {
         if !self.subnet.contains(d.dst) {
             return self.forward(now, from, d, hop_limit);
         }
-        // For us: the key is the one the route to the source's /64 names.
+        if self.open(now, hop_limit, d.src, d.dst, d.body, deliver) == Opened::NoKey {
+            // Held until the route to its source (and so its key) comes in.
+            self.counters.no_key += 1;
+            self.request_route(now, Subnet::slash64(d.src));
+            let held = self.hold_slot(now, d.src).map(|p| {
+                p.inbound = Some((hop_limit, d.src, d.dst));
+                p.packet.extend_from_slice(d.body);
+            });
+            if held.is_none() {
+                self.counters.queue_dropped += 1;
+            }
+        }
+    }
+
+    /// Opens a packet for our /64 with the key of the route to its source and delivers
+    /// it.
+    fn open(
+        &mut self,
+        now: Instant,
+        hop_limit: u8,
+        outer_src: Ipv6Addr,
+        outer_dst: Ipv6Addr,
+        body: &mut [u8],
+        deliver: &mut impl FnMut(&[u8]),
+    ) -> Opened {
         let rid = self
             .routes
-            .longest_match(d.src)
+            .longest_match(outer_src)
             .and_then(|(_, list)| list.iter().find(|e| e.selected).or(list.first()))
             .map(|e| e.router_id);
         let Some(rid) = rid else {
-            self.counters.no_key += 1;
-            self.request_route(now, Subnet::slash64(d.src));
-            return;
+            return Opened::NoKey;
         };
         let cipher = match self
             .secrets
@@ -277,29 +320,49 @@ impl<R: rand_core::CryptoRngCore> Node<R> {
             Ok(c) => c,
             Err(_) => {
                 self.counters.weak_key += 1;
-                return;
+                return Opened::Dropped;
             }
         };
-        let Some((kind, inner)) = cipher.open(d.body) else {
+        let Some((kind, inner)) = cipher.open(body) else {
             self.counters.decrypt_failed += 1;
-            return;
+            return Opened::Dropped;
         };
         if kind != KIND_IP {
             // Message-API fragments and out-of-band ICMPs are not supported here.
             self.counters.unsupported_inner += 1;
-            return;
+            return Opened::Dropped;
         }
         let Some((src, dst, _)) = ipv6_fields(inner) else {
             self.counters.bad_inner += 1;
-            return;
+            return Opened::Dropped;
         };
-        if src != d.src || dst != d.dst {
+        if src != outer_src || dst != outer_dst {
             self.counters.spoofed += 1;
-            return;
+            return Opened::Dropped;
         }
         inner[7] = hop_limit;
         self.counters.delivered += 1;
         deliver(inner);
+        Opened::Delivered
+    }
+
+    /// Opens the held inbound packets whose source has a route now.
+    pub(super) fn release_inbound(&mut self, now: Instant, deliver: &mut impl FnMut(&[u8])) {
+        for i in 0..self.pending.len() {
+            let p = &self.pending[i];
+            let Some((hop_limit, src, dst)) = p.inbound.filter(|_| p.used) else {
+                continue;
+            };
+            if self.routes.longest_match(src).is_none() {
+                continue;
+            }
+            self.pending[i].used = false;
+            let mut body = core::mem::take(&mut self.pending[i].packet);
+            if self.open(now, hop_limit, src, dst, &mut body, deliver) == Opened::NoKey {
+                self.counters.queue_dropped += 1;
+            }
+            self.pending[i].packet = body;
+        }
     }
 
     /// Passes a data packet for someone else on to the selected route's peer.

@@ -120,8 +120,8 @@ impl Framer {
     }
 
     /// Copies as much of `data` as the buffer has room for and returns how much; the
-    /// caller takes packets out with [`Framer::next`] and pushes the rest after. Never
-    /// zero for a non-empty `data` once [`Framer::next`] returned `Ok(None)`.
+    /// caller takes packets out with [`Framer::next_frame`] and pushes the rest after. Never
+    /// zero for a non-empty `data` once [`Framer::next_frame`] returned `Ok(None)`.
     pub fn push(&mut self, data: &[u8]) -> usize {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
@@ -141,7 +141,7 @@ impl Framer {
 
     /// The next whole packet, `Ok(None)` if more bytes are needed, or the error that
     /// ended the stream's framing.
-    pub fn next(&mut self) -> Result<Option<Frame<'_>>, FrameError> {
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, FrameError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -262,7 +262,7 @@ mod tests {
             while !rest.is_empty() {
                 let n = f.push(rest);
                 rest = &rest[n..];
-                while let Some(frame) = f.next()? {
+                while let Some(frame) = f.next_frame()? {
                     out.push(match frame {
                         Frame::Control(c) => c.to_vec(),
                         Frame::Data(d) => {
@@ -314,7 +314,10 @@ mod tests {
 
     #[test]
     fn garbage_ends_the_stream() {
-        assert_eq!(frames(b"GET / HTTP/1.1\r\n", 3), Err(FrameError::Version(b'G')));
+        assert_eq!(
+            frames(b"GET / HTTP/1.1\r\n", 3),
+            Err(FrameError::Version(b'G'))
+        );
         assert_eq!(frames(&[1, 2, 0, 0], 4), Err(FrameError::Type(2)));
         assert_eq!(
             frames(&[1, 1, 0, 0, 42, 2, 0, 8], 8),
@@ -339,9 +342,9 @@ mod tests {
         // After an error the framer stays failed.
         let mut f = Framer::new();
         f.push(&[9, 9, 9]);
-        assert!(f.next().is_err());
+        assert!(f.next_frame().is_err());
         f.push(&control(&hello()));
-        assert_eq!(f.next(), Err(FrameError::Version(9)));
+        assert_eq!(f.next_frame(), Err(FrameError::Version(9)));
     }
 
     #[test]
@@ -353,10 +356,10 @@ mod tests {
         two.extend_from_slice(&big);
         let n = f.push(&two);
         assert_eq!(n, Framer::MAX_FRAME, "takes one frame's worth");
-        assert!(matches!(f.next(), Ok(Some(Frame::Data(_)))));
-        assert_eq!(f.next(), Ok(None));
+        assert!(matches!(f.next_frame(), Ok(Some(Frame::Data(_)))));
+        assert_eq!(f.next_frame(), Ok(None));
         assert_eq!(f.push(&two[n..]), Framer::MAX_FRAME);
-        assert!(matches!(f.next(), Ok(Some(Frame::Data(_)))));
+        assert!(matches!(f.next_frame(), Ok(Some(Frame::Data(_)))));
         assert_eq!(f.buffered(), 0);
     }
 }

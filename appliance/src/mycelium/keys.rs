@@ -23,9 +23,8 @@ pub const KEY_LEN: usize = 32;
 
 /// The overlay's address space, `400::/7`.
 pub fn global_subnet() -> Subnet {
-    Subnet::new(Ipv6Addr::new(0x400, 0, 0, 0, 0, 0, 0, 0), 7).unwrap_or(Subnet::slash64(
-        Ipv6Addr::UNSPECIFIED,
-    ))
+    Subnet::new(Ipv6Addr::new(0x400, 0, 0, 0, 0, 0, 0, 0), 7)
+        .unwrap_or(Subnet::slash64(Ipv6Addr::UNSPECIFIED))
 }
 
 /// A node's X25519 secret key.
@@ -73,7 +72,9 @@ impl SecretKey {
     /// The raw X25519 shared secret with `peer` (what Mycelium keys AES-256-GCM with),
     /// or `None` for a low-order public key, whose shared secret anyone can compute.
     pub(crate) fn shared_secret(&self, peer: &PublicKey) -> Option<Zeroizing<[u8; KEY_LEN]>> {
-        let shared = self.0.diffie_hellman(&x25519_dalek::PublicKey::from(peer.0));
+        let shared = self
+            .0
+            .diffie_hellman(&x25519_dalek::PublicKey::from(peer.0));
         if shared.was_contributory() {
             Some(Zeroizing::new(shared.to_bytes()))
         } else {
@@ -191,7 +192,7 @@ mod tests {
             assert_eq!(a[0], 0x04 + (hash[0].count_ones() as u8 % 2));
             assert!(global_subnet().contains(pk.address()));
             assert!(pk.subnet().contains(pk.address()));
-            assert_eq!(pk.subnet().len(), 64);
+            assert_eq!(pk.subnet().prefix_len(), 64);
         }
     }
 

@@ -30,13 +30,15 @@ use core::net::Ipv6Addr;
 use smoltcp::time::{Duration, Instant};
 
 use super::counters::Counters;
+use super::data::Pending;
 use super::frame::{self, Frame, FrameError, HEADER_LEN, TYPE_CONTROL};
 use super::keys::{global_subnet, PublicKey, SecretKey};
 use super::peer::{Peer, PeerId};
 use super::seal::Secrets;
 use super::table::{RouteEntry, Routes, Sources};
-use super::wire::{self, metric_add, seqno_newer, RouterId, Subnet, Tlv, TlvError, Update, INFINITY};
-use super::data::Pending;
+use super::wire::{
+    self, metric_add, seqno_newer, RouterId, Subnet, Tlv, TlvError, Update, INFINITY,
+};
 
 /// How long a retracted route is held before it is forgotten.
 pub const RETRACTED_HOLD: Duration = Duration::from_secs(6);
@@ -374,7 +376,7 @@ impl<R: rand_core::CryptoRngCore> Node<R> {
             rest = &rest[n..];
             let mut failed = None;
             loop {
-                match framer.next() {
+                match framer.next_frame() {
                     Ok(Some(Frame::Control(c))) => self.on_control(now, id, c),
                     Ok(Some(Frame::Data(d))) => self.on_data(now, id, d, &mut deliver),
                     Ok(None) => break,
@@ -393,6 +395,9 @@ impl<R: rand_core::CryptoRngCore> Node<R> {
         };
         // Handlers never remove peers, so the index still names this one.
         self.peers[pi].framer = Some(framer);
+        if self.pending.iter().any(|p| p.used && p.inbound.is_some()) {
+            self.release_inbound(now, &mut deliver);
+        }
         if result.is_err() {
             self.counters.peers_rejected += 1;
             self.remove_peer(now, id);
@@ -430,7 +435,9 @@ impl<R: rand_core::CryptoRngCore> Node<R> {
     pub fn poll_at(&self) -> Instant {
         let mut at = self.next_announce.min(self.next_sweep);
         for p in &self.peers {
-            at = at.min(p.next_hello).min(p.last_ihu + self.settings.dead_after);
+            at = at
+                .min(p.next_hello)
+                .min(p.last_ihu + self.settings.dead_after);
         }
         at
     }
@@ -452,7 +459,11 @@ impl<R: rand_core::CryptoRngCore> Node<R> {
             }
             false
         });
-        for p in self.pending.iter_mut().filter(|p| p.used && p.deadline <= now) {
+        for p in self
+            .pending
+            .iter_mut()
+            .filter(|p| p.used && p.deadline <= now)
+        {
             p.used = false;
             self.counters.queue_dropped += 1;
         }
@@ -460,12 +471,13 @@ impl<R: rand_core::CryptoRngCore> Node<R> {
         // other one forgotten.
         let mut expired = core::mem::take(&mut self.scratch);
         expired.clear();
-        self.routes.prefixes_where(|e| e.expires <= now, &mut expired);
+        self.routes
+            .prefixes_where(|e| e.expires <= now, &mut expired);
         for s in expired.iter() {
             let old = self.routes.selected(s).copied();
-            let gone = self
-                .routes
-                .remove_where(s, |e| e.expires <= now && (!e.selected || e.metric == INFINITY));
+            let gone = self.routes.remove_where(s, |e| {
+                e.expires <= now && (!e.selected || e.metric == INFINITY)
+            });
             self.counters.routes_expired += gone as u64;
             if let Some(list) = self.routes.list_mut(s) {
                 for e in list.iter_mut().filter(|e| e.expires <= now) {
@@ -792,14 +804,15 @@ impl<R: rand_core::CryptoRngCore> Node<R> {
     }
 
     fn feasible_entry(&self, subnet: &Subnet, e: &RouteEntry) -> bool {
-        self.sources.feasible(subnet, &e.router_id, e.seqno, e.metric)
+        self.sources
+            .feasible(subnet, &e.router_id, e.seqno, e.metric)
     }
 
     fn on_update(&mut self, now: Instant, from: PeerId, u: Update) {
         self.counters.updates_rx += 1;
         let owner = PublicKey(u.router_id.public_key()).address();
         if !global_subnet().contains_subnet(&u.subnet)
-            || u.subnet.len() < 64
+            || u.subnet.prefix_len() < 64
             || (u.metric != INFINITY && !u.subnet.contains(owner))
         {
             self.counters.updates_filtered += 1;
@@ -888,7 +901,9 @@ impl<R: rand_core::CryptoRngCore> Node<R> {
         let list = self.routes.list(subnet)?;
         let total = |e: &RouteEntry| metric_add(e.metric, self.cost_of(e.peer));
         let valid = |e: &RouteEntry| {
-            e.metric != INFINITY && self.feasible_entry(subnet, e) && self.cost_of(e.peer) != INFINITY
+            e.metric != INFINITY
+                && self.feasible_entry(subnet, e)
+                && self.cost_of(e.peer) != INFINITY
         };
         let best = list
             .iter()
@@ -953,7 +968,13 @@ impl<R: rand_core::CryptoRngCore> Node<R> {
         }
     }
 
-    fn on_route_request(&mut self, now: Instant, pi: usize, prefix: Option<Subnet>, generation: u8) {
+    fn on_route_request(
+        &mut self,
+        now: Instant,
+        pi: usize,
+        prefix: Option<Subnet>,
+        generation: u8,
+    ) {
         self.counters.route_requests_rx += 1;
         let from = self.peers[pi].id;
         let Some(p) = prefix else {

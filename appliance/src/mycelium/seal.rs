@@ -85,12 +85,7 @@ impl Cipher {
         let (plain, rest) = body.split_at_mut(plain_len);
         let (tag, nonce) = rest.split_at(TAG_LEN);
         self.0
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                &[],
-                plain,
-                Tag::from_slice(tag),
-            )
+            .decrypt_in_place_detached(Nonce::from_slice(nonce), &[], plain, Tag::from_slice(tag))
             .ok()?;
         if plain[0] != INNER_VERSION {
             return None;
@@ -139,11 +134,7 @@ impl Secrets {
         if !self.map.contains_key(remote) {
             let secret = ours.shared_secret(remote).ok_or(NoCipher::WeakKey)?;
             if self.map.len() >= self.capacity {
-                let oldest = self
-                    .map
-                    .iter()
-                    .min_by_key(|(_, e)| e.used)
-                    .map(|(k, _)| *k);
+                let oldest = self.map.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| *k);
                 if let Some(k) = oldest {
                     self.map.remove(&k);
                     self.evicted += 1;
@@ -253,6 +244,9 @@ mod tests {
             s.get(t(4), &ours, &PublicKey([0; 32])).unwrap_err(),
             NoCipher::WeakKey
         );
-        assert_eq!(std::format!("{:?}", Cipher::new(&[0; 32])), "Cipher(<redacted>)");
+        assert_eq!(
+            std::format!("{:?}", Cipher::new(&[0; 32])),
+            "Cipher(<redacted>)"
+        );
     }
 }

@@ -91,7 +91,7 @@ impl Routes {
             return Err(Full);
         }
         let list = self.map.entry(subnet).or_insert_with(|| {
-            self.lengths[usize::from(subnet.len())] += 1;
+            self.lengths[usize::from(subnet.prefix_len())] += 1;
             Vec::new()
         });
         list.push(entry);
@@ -115,7 +115,7 @@ impl Routes {
         self.entries -= gone;
         if list.is_empty() {
             self.map.remove(subnet);
-            self.lengths[usize::from(subnet.len())] -= 1;
+            self.lengths[usize::from(subnet.prefix_len())] -= 1;
         }
         gone
     }
@@ -240,14 +240,18 @@ mod tests {
         let (m, l) = r
             .longest_match(Ipv6Addr::new(0x400, 1, 0, 0, 0, 0, 0, 5))
             .unwrap();
-        assert_eq!((m.len(), l[0].peer), (128, PeerId(2)));
+        assert_eq!((m.prefix_len(), l[0].peer), (128, PeerId(2)));
         let (m, _) = r
             .longest_match(Ipv6Addr::new(0x400, 1, 0, 0, 0, 0, 0, 6))
             .unwrap();
-        assert_eq!(m.len(), 64);
-        assert!(r.longest_match(Ipv6Addr::new(0x400, 2, 0, 0, 0, 0, 0, 6)).is_none());
+        assert_eq!(m.prefix_len(), 64);
+        assert!(r
+            .longest_match(Ipv6Addr::new(0x400, 2, 0, 0, 0, 0, 0, 6))
+            .is_none());
         assert_eq!(r.remove_where(&s(1, 64), |_| true), 1);
-        assert!(r.longest_match(Ipv6Addr::new(0x400, 1, 0, 0, 0, 0, 0, 6)).is_none());
+        assert!(r
+            .longest_match(Ipv6Addr::new(0x400, 1, 0, 0, 0, 0, 0, 6))
+            .is_none());
         assert_eq!(r.len(), 1);
     }
 
@@ -283,7 +287,10 @@ mod tests {
         assert_eq!(src.get(&s(1, 64), &rid), Some((5, 100)));
         src.record(Instant::ZERO, &u(6, 300)).unwrap();
         assert_eq!(src.get(&s(1, 64), &rid), Some((6, 300)));
-        assert_eq!(src.record(Instant::ZERO, &u(1, 1).with_subnet(s(2, 64))), Err(Full));
+        assert_eq!(
+            src.record(Instant::ZERO, &u(1, 1).with_subnet(s(2, 64))),
+            Err(Full)
+        );
         src.expire(Instant::ZERO + SOURCE_HOLD);
         assert_eq!(src.len(), 0);
     }

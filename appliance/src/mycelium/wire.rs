@@ -115,7 +115,7 @@ impl Subnet {
     }
 
     /// The prefix length.
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
@@ -243,7 +243,9 @@ pub enum Tlv {
         prefix: Subnet,
     },
     /// A TLV type Mycelium 0.7 does not define (its framing is intact: skipped).
-    Unknown { kind: u8 },
+    Unknown {
+        kind: u8,
+    },
 }
 
 /// Why a control packet was not used. The packet's framing was intact in every case, so
