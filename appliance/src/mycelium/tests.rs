@@ -736,3 +736,43 @@ fn hop_limits_are_enforced_when_forwarding() {
         .unwrap();
     assert_eq!(net.nodes[1].counters().loops, 1);
 }
+
+/// What myceliumd 0.7.10 sent a fresh connection that said Hello and asked for the whole
+/// table: its Update (its own /64, metric 0, interval 300 s), its IHU (cost 1015: the
+/// starting 1000 plus TCP's 15), and its Update again in answer to the wildcard request.
+#[test]
+fn myceliumd_bytes_are_understood() {
+    let hex: String = [
+        "010100002a03003c083a0200400075300000000004d3ccb6c3038e2d6da6524a",
+        "ac411db98824d5e8b97ec74f5ba1600b29ec05e32d3c37ce3b6a0a720000e468",
+        "790c4917010100002a0300080506000003f71770010100002a03003c083a0200",
+        "400075300000000004d3ccb6c3038e2d6da6524aac411db98824d5e8b97ec74f",
+        "5ba1600b29ec05e32d3c37ce3b6a0a720000e468790c4917",
+    ]
+    .concat();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let now = Instant::from_secs(10);
+    let mut n = node(now, Settings::default());
+    n.add_peer(now, PeerId(1), TCP_V4_COST).unwrap();
+    // In any chunking.
+    for piece in bytes.chunks(5) {
+        n.receive(now, PeerId(1), piece, |_| panic!()).unwrap();
+    }
+    let c = n.counters();
+    assert_eq!((c.control_rx, c.updates_rx, c.ihus_rx), (3, 2, 1));
+    assert_eq!(c.malformed_tlvs + c.updates_filtered + c.unknown_tlvs, 0);
+    let r: Vec<RouteStatus> = n.routes().collect();
+    assert_eq!(r.len(), 1);
+    assert_eq!(std::format!("{}", r[0].subnet), "4d3:ccb6:c303:8e2d::/64");
+    assert!(r[0].selected);
+    assert_eq!((r[0].advertised, r[0].seqno), (0, 0));
+    assert_eq!(
+        std::format!("{:?}", r[0].router_id),
+        "6da6524aac411db98824d5e8b97ec74f5ba1600b29ec05e32d3c37ce3b6a0a72-0000-e468790c4917"
+    );
+    let pk = PublicKey(r[0].router_id.public_key());
+    assert!(r[0].subnet.contains(pk.address()));
+}
