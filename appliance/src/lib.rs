@@ -8,6 +8,7 @@
 //!   collecting every error with its line number.
 //! - [`metrics`]: the Prometheus metrics service (exposition renderer, HTTP on the local
 //!   stack).
+//! - [`mycelium`]: a Mycelium (Planetary Network) overlay node, sans-I/O.
 //! - [`router`]: the forwarding plane over every NIC, the tunnel and the local stack.
 //! - [`routing`]: Babel (RFC 8966) between appliances over the tunnels, sans-I/O.
 //! - [`runtime`]: the appliance proper: the router, the local stack and its services.
@@ -21,6 +22,7 @@ pub mod cmdline;
 pub mod config;
 pub mod gateway;
 pub mod metrics;
+pub mod mycelium;
 pub mod router;
 pub mod routing;
 pub mod runtime;
