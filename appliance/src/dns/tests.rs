@@ -1,0 +1,1 @@
+//! Host tests of the DNS server (see tests.rs).
