@@ -13,7 +13,7 @@ use domain::base::{Message, Question, Serial, Ttl};
 use domain::rdata::{Aaaa, Ns, Soa, A};
 
 use super::target::SliceTarget;
-use super::zone::{Place, MAX_WIRE_NAME};
+use super::zone::{NodeKind, Place, MAX_WIRE_NAME};
 use super::{DnsServer, UDP_PAYLOAD};
 
 /// How the query came.
@@ -76,7 +76,10 @@ pub(super) fn respond(
     };
     let plan = plan(server, msg);
     let limit = match transport {
-        Transport::Udp => min(out.len(), max(MIN_UDP, min(plan.payload, UDP_PAYLOAD.into()))),
+        Transport::Udp => min(
+            out.len(),
+            max(MIN_UDP, min(plan.payload, UDP_PAYLOAD.into())),
+        ),
         Transport::Tcp => out.len(),
     };
     let out = &mut out[..limit];
@@ -284,6 +287,15 @@ fn compose(
         _ => None,
     };
     if let Some((qname, content)) = content {
+        // A name server's addresses keep the zone's TTL, as in the glue.
+        let ttl = match content {
+            Content::V4 { node, .. } | Content::V6 { node, .. }
+                if data.nodes[node].kind == NodeKind::Glue =>
+            {
+                zone_ttl
+            }
+            _ => ttl,
+        };
         let (class, ttl) = record(ttl);
         match content {
             Content::V4 { node, start } => {

@@ -288,7 +288,13 @@ impl DnsServer {
             return TcpReply::Close;
         };
         let room = body.len().min(TCP_RESPONSE);
-        match answer::respond(self, query, answer::Transport::Tcp, false, &mut body[..room]) {
+        match answer::respond(
+            self,
+            query,
+            answer::Transport::Tcp,
+            false,
+            &mut body[..room],
+        ) {
             Some(n) => {
                 // `n` <= TCP_RESPONSE < 65536.
                 *prefix = (n as u16).to_be_bytes();

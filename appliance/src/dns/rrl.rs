@@ -166,7 +166,10 @@ mod tests {
         assert_eq!(r.check(t, v4(192, 0, 2, 1)), Verdict::Send);
         assert_ne!(r.check(t, v4(192, 0, 2, 1)), Verdict::Send);
         // A clock going backwards changes nothing.
-        assert_ne!(r.check(Instant::from_millis(0), v4(192, 0, 2, 1)), Verdict::Send);
+        assert_ne!(
+            r.check(Instant::from_millis(0), v4(192, 0, 2, 1)),
+            Verdict::Send
+        );
     }
 
     #[test]

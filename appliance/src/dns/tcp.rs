@@ -50,19 +50,21 @@ impl TcpQueries {
     /// reading the socket when it returns less than it was given, until
     /// [`answer_tcp`](super::DnsServer::answer_tcp) has made room.
     pub fn receive(&mut self, data: &[u8]) -> usize {
-        let want = match self.declared() {
-            Some(len) if len > 0 && len <= MAX_TCP_QUERY => 2 + len,
-            Some(_) => self.len, // a bad length: nothing more is needed to say so
-            None => 2,
-        };
-        let room = want.saturating_sub(self.len).min(data.len());
-        self.buf[self.len..self.len + room].copy_from_slice(&data[..room]);
-        self.len += room;
-        // Once the length is known, the rest of the query may follow in the same call.
-        if self.len == 2 && room < data.len() {
-            room + self.receive(&data[room..])
-        } else {
-            room
+        let mut taken = 0;
+        // Twice at most: the length, then (once it is known) the query.
+        loop {
+            let want = match self.declared() {
+                Some(len) if len > 0 && len <= MAX_TCP_QUERY => 2 + len,
+                Some(_) => self.len, // a bad length: nothing more is needed to say so
+                None => 2,
+            };
+            let room = want.saturating_sub(self.len).min(data.len() - taken);
+            if room == 0 {
+                return taken;
+            }
+            self.buf[self.len..self.len + room].copy_from_slice(&data[taken..taken + room]);
+            self.len += room;
+            taken += room;
         }
     }
 

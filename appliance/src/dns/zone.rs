@@ -288,11 +288,13 @@ impl Data {
         // owner `*.suffix` is below `suffix`, so `suffix` exists too).
         let exists = apex
             || node.is_some()
-            || self
-                .nodes
-                .iter()
-                .filter(in_zone)
-                .any(|n| if n.wildcard { at_or_below(&n.wire, name) } else { below(&n.wire, name) });
+            || self.nodes.iter().filter(in_zone).any(|n| {
+                if n.wildcard {
+                    at_or_below(&n.wire, name)
+                } else {
+                    below(&n.wire, name)
+                }
+            });
         Place::Inside {
             zone,
             apex,
