@@ -23,7 +23,10 @@ fn server() -> DnsServer {
             retry: 600,
             expire: 604_800,
             minimum: 30,
-            name_servers: vec![("ns1.example.org".into(), vec![ip("192.0.2.53"), ip("2001:db8::53")])],
+            name_servers: vec![(
+                "ns1.example.org".into(),
+                vec![ip("192.0.2.53"), ip("2001:db8::53")],
+            )],
         }],
         ttl: 30,
         zone_ttl: 3600,
@@ -69,7 +72,9 @@ fuzz_target!(|data: &[u8]| {
     let client = core::net::IpAddr::from([198, 51, 100, mode]);
     let mut out = [0u8; TCP_RESPONSE + 2];
     if mode & 1 == 0 {
-        if let Reply::Send(n) = s.answer_udp(now, client, data, &mut out[..usize::from(UDP_PAYLOAD)]) {
+        if let Reply::Send(n) =
+            s.answer_udp(now, client, data, &mut out[..usize::from(UDP_PAYLOAD)])
+        {
             check(data, &out[..n]);
         }
         return;
@@ -89,10 +94,7 @@ fuzz_target!(|data: &[u8]| {
                     let len = usize::from(u16::from_be_bytes([out[0], out[1]]));
                     assert_eq!(len + 2, n);
                     // The query answered is the last frame of what was consumed.
-                    let qlen = usize::from(u16::from_be_bytes([
-                        consumed[0],
-                        consumed[1],
-                    ]));
+                    let qlen = usize::from(u16::from_be_bytes([consumed[0], consumed[1]]));
                     check(&consumed[2..2 + qlen], &out[2..n]);
                     consumed.drain(..2 + qlen);
                 }
