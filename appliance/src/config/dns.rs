@@ -39,7 +39,7 @@ use smoltcp::wire::IpAddress;
 use super::shared::{lookup, unknown_key, Seen, Single};
 use super::values;
 use super::{GatewayConfig, LinkConfig, NamePattern, Role, ServiceMode};
-pub use crate::dns::DNS_PORT;
+use crate::dns::DNS_PORT;
 use crate::dns::{ServerSpec, ZoneSpec};
 
 /// `Zone`s in `[DNS]`.
