@@ -104,9 +104,8 @@ pub(super) fn respond(
     };
     let c = &mut server.counters;
     match plan.rcode {
-        OptRcode::NOERROR if plan.content == Content::None => c.nodata += 1,
         OptRcode::NOERROR => match plan.content {
-            Content::Negative { .. } => c.nodata += 1,
+            Content::Negative { .. } | Content::None => c.nodata += 1,
             _ => c.answers += 1,
         },
         OptRcode::NXDOMAIN => c.nxdomain += 1,
