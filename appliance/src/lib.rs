@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: parse the node file (`[Link]`, `[Interface]`, `[Peer]`, `[Metrics]`),
 //!   collecting every error with its line number.
+//! - [`dns`]: the gateway's authoritative DNS server, sans-I/O.
 //! - [`metrics`]: the Prometheus metrics service (exposition renderer, HTTP on the local
 //!   stack).
 //! - [`mycelium`]: a Mycelium (Planetary Network) overlay node, sans-I/O.
@@ -20,6 +21,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod config;
+pub mod dns;
 pub mod gateway;
 pub mod metrics;
 pub mod mycelium;

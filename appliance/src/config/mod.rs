@@ -56,6 +56,11 @@
 //! ProxyProtocol = v2                # optional: v2 | off (default)
 //! HealthCheck = tcp                 # optional: tcp (default) | http /path (Mode = http)
 //! CheckInterval = 2000              # optional, ms; CheckTimeout = 1000, Rise = 2, Fall = 3
+//!
+//! [DNS]                             # optional, with a [Gateway]: authoritative DNS
+//! Zone = example.org                # repeatable; the services' names in it are answered
+//! NameServer = ns1.example.org, 203.0.113.10   # repeatable: a name and its glue
+//! TTL = 30                          # optional; Hostmaster, Listen, RateLimit (dns.rs)
 //! ```
 //!
 //! Comments start with `#` or `;`, on their own line or after a value. Section and key
@@ -69,9 +74,10 @@
 //!
 //! Files: `lines` (line splitting, comments, headers), `values` (one value at a time),
 //! `parser` (the pass over the file), `link` / `interface` / `peer` / `routing` /
-//! `metrics` / `gateway` / `service` (one section kind each), `shared` (what they
+//! `metrics` / `gateway` / `service` / `dns` (one section kind each), `shared` (what they
 //! have in common), `keys` (WireGuard keys).
 
+mod dns;
 mod gateway;
 mod interface;
 mod keys;
@@ -98,6 +104,7 @@ use smoltcp::wire::{
 
 pub use crate::gateway::backend::Balance;
 pub use crate::gateway::names::NamePattern;
+pub use dns::{DnsConfig, DnsName};
 pub use keys::{PublicKey, SecretKey, KEY_BASE64_LEN, KEY_LEN};
 pub use lines::MAX_LINE_LEN;
 pub use metrics::{DEFAULT_METRICS_PORT, MAX_METRICS_LISTEN};
@@ -188,6 +195,8 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// The web gateway and its services, if the node is one.
     pub gateway: Option<GatewayConfig>,
+    /// The gateway's authoritative DNS server, if it runs one (`dns.rs`).
+    pub dns: Option<DnsConfig>,
 }
 
 /// The `[Gateway]` section with the `[Service]`s it serves.
@@ -418,6 +427,7 @@ impl Config {
             routing: None,
             gateway: None,
             metrics: None,
+            dns: None,
         }
     }
 

@@ -11,6 +11,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::dns::{self, DnsBuilder};
 use super::gateway::GatewayBuilder;
 use super::interface::InterfaceBuilder;
 use super::lines::{lines, BadLine, Line};
@@ -64,6 +65,7 @@ enum Section {
     Metrics(MetricsBuilder),
     Gateway(GatewayBuilder),
     Service(ServiceBuilder),
+    Dns(DnsBuilder),
 }
 
 #[derive(Default)]
@@ -91,6 +93,8 @@ struct Parser {
     first_service_header: Option<usize>,
     claimed: Claimed,
     services: Vec<ServiceConfig>,
+    /// The `[DNS]` section, finished at the end of the file with the gateway.
+    dns: Option<DnsBuilder>,
 }
 
 impl Parser {
@@ -112,6 +116,7 @@ impl Parser {
                 Section::Routing(routing) => routing.damaged = true,
                 Section::Gateway(gateway) => gateway.damaged = true,
                 Section::Service(service) => service.damaged = true,
+                Section::Dns(d) => d.damaged = true,
             }
         }
     }
@@ -208,11 +213,20 @@ impl Parser {
                 }
             };
             Section::Metrics(MetricsBuilder::new(line, keep))
+        } else if name.eq_ignore_ascii_case("DNS") {
+            let first = self.dns.as_ref().map(DnsBuilder::header);
+            if let Some(first) = first {
+                self.seen.error(
+                    line,
+                    format!("second [DNS] section; there can be only one (the first is at line {first})"),
+                );
+            }
+            Section::Dns(DnsBuilder::new(line, first.is_none()))
         } else {
             self.seen.error(
                 line,
                 format!(
-                    "unknown section [{name}]; expected [Link], [Interface], [Peer], [Routing], [Metrics], [Gateway] or [Service]"
+                    "unknown section [{name}]; expected [Link], [Interface], [Peer], [Routing], [Metrics], [Gateway], [Service] or [DNS]"
                 ),
             );
             Section::Skip
@@ -234,6 +248,7 @@ impl Parser {
             Section::Metrics(m) => m.entry(seen, line, key, value),
             Section::Gateway(gateway) => gateway.entry(seen, line, key, value),
             Section::Service(service) => service.entry(seen, line, key, value),
+            Section::Dns(d) => d.entry(seen, line, key, value),
         }
     }
 
@@ -279,6 +294,10 @@ impl Parser {
                     self.services.push(service);
                 }
             }
+            // Finished at the end of the file, with the gateway; a second one only
+            // reports its own errors.
+            Section::Dns(d) if self.dns.is_none() => self.dns = Some(d),
+            Section::Dns(_) => {}
         }
     }
 
@@ -313,6 +332,18 @@ impl Parser {
             metrics::check_addresses(&mut self.seen, m);
         }
         let gateway = self.finish_gateway();
+        let dns = self.dns.take().and_then(|d| {
+            let links_ok = self.link_headers == self.links.len();
+            let has_gateway = self.gateway_header.is_some() || self.unreadable_lines;
+            dns::finish(
+                d,
+                &mut self.seen,
+                gateway.as_ref(),
+                has_gateway,
+                &self.links,
+                links_ok,
+            )
+        });
         if !self.seen.errors.is_empty() {
             return Err(self.seen.errors.into_sorted());
         }
@@ -323,6 +354,7 @@ impl Parser {
             routing: self.routing,
             metrics: self.metrics,
             gateway,
+            dns,
         })
     }
 

@@ -7,7 +7,7 @@ use vdcnet_qemu::{is_root, workspace_root, IMAGE_TARGET};
 
 /// Debian packages the tests use, with a command each provides, or an absolute path for
 /// packages without one (checked instead on non-Debian hosts).
-const PACKAGES: [(&str, &str); 22] = [
+const PACKAGES: [(&str, &str); 25] = [
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("iputils-ping", "ping"),
     ("iproute2", "ip"),
@@ -39,6 +39,10 @@ const PACKAGES: [(&str, &str); 22] = [
     // a certificate made with openssl and checked by curl and `openssl s_client`.
     ("nginx-light", "nginx"),
     ("openssl", "openssl"),
+    // tests/dns.rs: the DNS core asked by dig, by ldns's drill, and through unbound.
+    ("bind9-dnsutils", "dig"),
+    ("ldnsutils", "drill"),
+    ("unbound", "unbound"),
 ];
 
 fn quiet(cmd: &mut Command) -> Option<std::process::Output> {
