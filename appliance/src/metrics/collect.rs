@@ -81,6 +81,7 @@ pub fn collect<D: NetDevice, R: CryptoRngCore>(
         routes: routes(router),
         babel: None,
         gateway: None,
+        dns: None,
         tunnel,
         service,
     }

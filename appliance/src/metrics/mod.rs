@@ -5,7 +5,7 @@
 //! - `collect`: copies a [`Snapshot`] out of the router and the tunnel.
 //! - `exposition`: the text format (HELP/TYPE lines, samples, label escaping).
 //! - `http`: request heads (`httparse`), answers and per-connection timeouts, sans-I/O.
-//! - `gateway`: the web gateway's counters, services and backends.
+//! - `gateway`: the web gateway's counters, services and backends; `dns`: its DNS server.
 //! - `server`: the TCP sockets on the local stack, one request per connection.
 //!
 //! Where it listens is the config's business ([`Config::metrics_listen`]): by default
@@ -16,6 +16,7 @@
 //! [`Config::metrics_listen`]: crate::config::Config::metrics_listen
 
 mod collect;
+mod dns;
 pub mod exposition;
 mod gateway;
 pub mod http;
@@ -23,6 +24,7 @@ mod server;
 mod snapshot;
 
 pub use collect::collect;
+pub use dns::DnsStats;
 pub use gateway::{BackendStats, GatewayServiceStats, GatewayStats};
 pub use server::{MetricsServer, LINGER, SOCKETS_PER_LISTEN};
 pub use snapshot::{

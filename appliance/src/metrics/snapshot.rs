@@ -13,6 +13,7 @@ use core::fmt::{self, Debug, Display, Write};
 
 use smoltcp::wire::IpCidr;
 
+use super::dns::DnsStats;
 use super::exposition::{Exposition, Kind};
 use super::gateway::GatewayStats;
 use crate::router::nat::NatCounters;
@@ -109,6 +110,8 @@ pub struct Snapshot {
     pub babel: Option<BabelStats>,
     /// The web gateway, when the node is one.
     pub gateway: Option<GatewayStats>,
+    /// Its authoritative DNS, when it runs one.
+    pub dns: Option<DnsStats>,
     pub service: ServiceCounters,
 }
 
@@ -203,6 +206,9 @@ impl Snapshot {
         }
         if let Some(g) = &self.gateway {
             g.render(&mut e);
+        }
+        if let Some(d) = &self.dns {
+            d.render(&mut e);
         }
         self.render_service(&mut e);
         e.finish()

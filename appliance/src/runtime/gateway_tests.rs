@@ -448,3 +448,83 @@ fn gateways_tell_each_other_what_they_serve_over_the_mesh_only() {
     b.run(4000);
     assert_eq!(b.gateway().serving(0, b.now()), both[..1].to_vec());
 }
+
+/// A DNS query for `name`'s A records, id 0x1234, no EDNS.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+#[test]
+fn the_gateway_answers_dns_for_its_names_with_itself_while_a_backend_is_up() {
+    use smoltcp::socket::udp;
+    let dns = "[DNS]\nZone = example.org\nNameServer = ns1.example.org, 203.0.113.10\nTTL = 5\n";
+    let services = format!(
+        "{HTTP_SHOP}HealthCheck = http /health\nCheckInterval = 500\nCheckTimeout = 300\n{dns}"
+    );
+    let mut b = Bench::new(&services, "");
+    b.serve(8080, Serve::Http, 2);
+    let mut s = udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]),
+    );
+    s.bind(5353).unwrap();
+    let h = b.client.sockets.add(s);
+    let mut ask = |b: &mut Bench, name: &str| -> Vec<u8> {
+        let to = IpEndpoint::new("203.0.113.10".parse().unwrap(), 53);
+        b.client
+            .sockets
+            .get_mut::<udp::Socket>(h)
+            .send_slice(&dns_query(name), to)
+            .unwrap();
+        for _ in 0..200 {
+            b.run(1);
+            let mut buf = [0u8; 1500];
+            if let Ok((n, _)) = b
+                .client
+                .sockets
+                .get_mut::<udp::Socket>(h)
+                .recv_slice(&mut buf)
+            {
+                return buf[..n].to_vec();
+            }
+        }
+        panic!("no DNS answer for {name}");
+    };
+    b.run(300);
+    let a = ask(&mut b, "shop.example.org");
+    assert_eq!(&a[..2], &[0x12, 0x34]);
+    assert_eq!(a[3] & 0x0f, 0, "NOERROR");
+    assert_eq!(u16::from_be_bytes([a[6], a[7]]), 1, "one answer");
+    assert!(
+        a.ends_with(&[203, 0, 113, 10]),
+        "the gateway's own address: {a:?}"
+    );
+    let nx = ask(&mut b, "nope.example.org");
+    assert_eq!(nx[3] & 0x0f, 3, "NXDOMAIN");
+    let refused = ask(&mut b, "www.example.com");
+    assert_eq!(refused[3] & 0x0f, 5, "REFUSED");
+    // The only backend goes away: the gateway stops listing itself (NODATA).
+    for backend in &b.backends {
+        b.host
+            .sockets
+            .get_mut::<tcp::Socket>(backend.handle)
+            .abort();
+    }
+    b.backends.clear();
+    b.run(4000);
+    let a = ask(&mut b, "shop.example.org");
+    assert_eq!(
+        (a[3] & 0x0f, u16::from_be_bytes([a[6], a[7]])),
+        (0, 0),
+        "NODATA once no backend is healthy"
+    );
+    let mut line = String::new();
+    b.app.write_stats(&mut line);
+    assert!(line.contains(" dns udp=4 "), "{line}");
+}

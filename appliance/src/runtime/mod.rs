@@ -6,6 +6,7 @@
 //! Sans-I/O in the sense that matters: the caller passes `now`, wall time, the devices, the
 //! RNG and the console; nothing here reads a clock or touches hardware.
 
+mod dns;
 mod gateway;
 mod routing;
 mod services;
@@ -55,6 +56,8 @@ pub struct Appliance<D, R> {
     metrics: MetricsServer,
     /// The web gateway, when the config has `[Gateway]`.
     gateway: Option<gateway::GatewayService>,
+    /// Its authoritative DNS, when the config has `[DNS]`.
+    dns: Option<dns::DnsService>,
     /// When the appliance started (the metrics' uptime).
     started: Instant,
     /// The time of the latest poll.
@@ -233,6 +236,18 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
                 now,
             )
         });
+        let dns = match config
+            .dns
+            .as_ref()
+            .map(|d| dns::DnsService::new(d, &mut services.sockets, now))
+        {
+            Some(Err(e)) => {
+                let line = config.dns.as_ref().map_or(0, |d| d.line);
+                return Err(alloc::vec![err(line, format!("[DNS]: {e}"))]);
+            }
+            Some(Ok(d)) => Some(d),
+            None => None,
+        };
         let stats = opts.stats_secs.map(|s| {
             let every = Duration::from_secs(s as u64);
             (every, now + every)
@@ -244,6 +259,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             routing,
             metrics,
             gateway,
+            dns,
             started: now,
             now,
             stats,
@@ -350,18 +366,30 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);
         busy |= self.services.run(&self.iface, now, console);
-        let (router, started, routing, gw) =
-            (&self.router, self.started, &self.routing, &self.gateway);
+        let (router, started, routing, gw, dns) = (
+            &self.router,
+            self.started,
+            &self.routing,
+            &self.gateway,
+            &self.dns,
+        );
         busy |= self
             .metrics
             .run(&mut self.services.sockets, now, &mut |out, service| {
                 let mut snap = crate::metrics::collect(router, started, now, wall_ns, service);
                 snap.babel = routing.as_ref().map(|r| r.stats(router));
                 snap.gateway = gw.as_ref().map(|g| g.stats(now));
+                snap.dns = dns.as_ref().map(|d| crate::metrics::DnsStats {
+                    counters: d.counters(),
+                    not_listening: d.not_listening,
+                });
                 let _ = snap.render(out);
             });
         if let Some(g) = self.gateway.as_mut() {
             busy |= g.run(&mut self.iface, &mut self.services.sockets, now);
+            if let Some(d) = self.dns.as_mut() {
+                busy |= d.run(&mut self.services.sockets, now, &|s| g.serving(s, now));
+            }
         }
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);
@@ -413,6 +441,9 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         }
         if let Some(g) = &self.gateway {
             g.write_status(self.now, out);
+        }
+        if let Some(d) = &self.dns {
+            d.write_status(out);
         }
         if let Some(t) = self.tunnel_counters() {
             let _ = write!(

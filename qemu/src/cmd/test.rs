@@ -39,7 +39,8 @@ const PACKAGES: [(&str, &str); 25] = [
     // a certificate made with openssl and checked by curl and `openssl s_client`.
     ("nginx-light", "nginx"),
     ("openssl", "openssl"),
-    // tests/dns.rs: the DNS core asked by dig, by ldns's drill, and through unbound.
+    // tests/dns.rs: the DNS core asked by dig, by ldns's drill, and through unbound;
+    // tests/redundancy.rs: unbound delegating to the gateways, dig.
     ("bind9-dnsutils", "dig"),
     ("ldnsutils", "drill"),
     ("unbound", "unbound"),

@@ -1,0 +1,593 @@
+//! Several gateways per app: a four-node lab (`vdcnet_qemu::lab`) where node 1 and node 2
+//! are gateways (each the other's `Peer`, both authoritative for example.org) and the
+//! backends are nginx in node 3's and node 4's workload namespaces. On the underlay (the
+//! lab's "internet"): a real recursive resolver (unbound, the zone delegated to both
+//! gateways by a stub zone), a client that resolves through it and tries the next address
+//! when one fails, as browsers do (curl), and a workload that holds its own WireGuard key
+//! (wireguard-go) and peers with both gateways directly.
+//!
+//! One lab serves every assertion, in order: DNS answers from both gateways list both,
+//! rotated, and refuse other zones; the workload with its own key is served under its
+//! name, moves to another underlay address with the same key and is served again; the
+//! client keeps getting answers while node 1 (a gateway) is killed and while node 3 (a
+//! backend) is killed; the dead gateway leaves the survivor's answers and comes back
+//! after its reboot. The requests that failed, and for how long, are printed.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+use vdcnet_qemu::lab::{Lab, Topology, WorkloadSpec};
+use vdcnet_qemu::{Netns, TempDir, UnderlayHost};
+use vdcnet_tests::{
+    nginx_in, ok, output_text, require_root, run_in, spawn_in, wait_listening, Killed,
+};
+
+const GW: [&str; 2] = ["192.168.100.1", "192.168.100.2"];
+const RESOLVER: &str = "192.168.100.53";
+const CLIENT: &str = "192.168.100.200";
+/// The workload with its own WireGuard key: its address inside the VDC, and the two
+/// underlay addresses it lives at, before and after the move.
+const ROAMER: &str = "10.20.99.10";
+const ROAMER_AT: [&str; 2] = ["192.168.100.60", "192.168.100.61"];
+const B3: &str = "10.20.3.10";
+const B4: &str = "10.20.4.10";
+/// Waits for things that must happen (never a timing assertion: the times are printed).
+const SLOW: Duration = Duration::from_secs(90);
+
+fn gateway_sections(i: usize, roamer_key: &str) -> String {
+    let own = GW[i];
+    let peer = format!("10.20.{}.1", 2 - i);
+    format!(
+        "
+[Peer]                      # the workload that holds its own key
+PublicKey = {roamer_key}
+AllowedIPs = {ROAMER}/32
+
+[Gateway]
+Listen = {own}
+Peer = {peer}
+ConnectTimeout = 2
+
+[Service]
+Name = www.example.org
+Mode = http
+Backend = {B3}:8080, {B4}:8080
+HealthCheck = http /health
+CheckInterval = 1000
+CheckTimeout = 500
+
+[Service]
+Name = app.example.org
+Mode = http
+Backend = {ROAMER}:8080
+
+[DNS]
+Zone = example.org
+TTL = 5
+NameServer = ns1.example.org, {}
+NameServer = ns2.example.org, {}
+",
+        GW[0], GW[1]
+    )
+}
+
+/// `dig +short` of `name`'s A records at `server`: the addresses, in order.
+fn dig(ns: &Netns, server: &str, name: &str) -> Vec<String> {
+    let out = run_in(
+        ns,
+        "dig",
+        &[
+            "+short",
+            "+time=2",
+            "+tries=1",
+            &format!("@{server}"),
+            name,
+            "A",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.parse::<IpAddr>().is_ok())
+        .map(str::to_string)
+        .collect()
+}
+
+fn dig_status(ns: &Netns, server: &str, name: &str) -> String {
+    let out = run_in(
+        ns,
+        "dig",
+        &["+time=2", "+tries=1", &format!("@{server}"), name, "A"],
+    );
+    let text = output_text(&out);
+    text.split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("(no answer)")
+        .to_string()
+}
+
+/// Waits until `ok` holds of `dig`'s answer; how long that took.
+#[track_caller]
+fn wait_dig(
+    ns: &Netns,
+    server: &str,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&[String]) -> bool,
+) -> Duration {
+    let t = Instant::now();
+    loop {
+        let got = dig(ns, server, name);
+        if ok(&got) {
+            return t.elapsed();
+        }
+        assert!(t.elapsed() < SLOW, "{what}: {server} still answers {got:?}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// curl by name in the namespace called `ns` through its resolver, trying each address
+/// it gets.
+fn get(ns: &str, name: &str) -> (bool, String) {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "curl",
+            "-sS",
+            "--fail",
+            "--connect-timeout",
+            "4",
+        ])
+        .args(["--max-time", "10", &format!("http://{name}/")])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("curl runs");
+    if out.status.success() {
+        (true, String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        (false, output_text(&out))
+    }
+}
+
+/// unbound on the underlay, the zone delegated to both gateways.
+fn unbound(ns: &Netns, dir: &Path) -> Killed {
+    let d = dir.display();
+    let conf = format!(
+        "server:
+    interface: {RESOLVER}
+    port: 53
+    access-control: 192.168.100.0/24 allow
+    do-not-query-localhost: no
+    do-ip6: no
+    username: \"\"
+    chroot: \"\"
+    directory: \"{d}\"
+    pidfile: \"{d}/unbound.pid\"
+    use-syslog: no
+    logfile: \"{d}/unbound.log\"
+    module-config: \"iterator\"
+    infra-host-ttl: 5
+    infra-keep-probing: yes
+stub-zone:
+    name: \"example.org\"
+    stub-addr: {}
+    stub-addr: {}
+",
+        GW[0], GW[1]
+    );
+    let path = dir.join("unbound.conf");
+    std::fs::write(&path, conf).unwrap();
+    spawn_in(ns, "unbound", &["-d", "-c", path.to_str().unwrap()])
+}
+
+/// A namespace's own resolv.conf (`ip netns exec` mounts /etc/netns/NAME/ over /etc).
+struct ResolvConf(std::path::PathBuf);
+
+impl ResolvConf {
+    fn point(ns: &Netns, server: &str) -> ResolvConf {
+        let dir = Path::new("/etc/netns").join(ns.name());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("resolv.conf"),
+            format!("nameserver {server}\noptions timeout:2 attempts:2\n"),
+        )
+        .unwrap();
+        ResolvConf(dir)
+    }
+}
+
+impl Drop for ResolvConf {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// wireguard-go in `ns` as the workload with its own key, peering with both gateways,
+/// its web server on the tunnel address.
+fn roamer(
+    ns: &Netns,
+    dir: &Path,
+    key: &str,
+    gateways: &[String; 2],
+    tag: &str,
+) -> (Killed, Killed) {
+    let ifname = format!("wgr{tag}");
+    let wg = ns
+        .command("wireguard-go")
+        .args(["-f", &ifname])
+        .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wireguard-go runs");
+    let wg = Killed(wg);
+    let sock = format!("/var/run/wireguard/{ifname}.sock");
+    let t = Instant::now();
+    while !Path::new(&sock).exists() {
+        assert!(t.elapsed() < SLOW, "wireguard-go made no {sock}");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let key_file = dir.join(format!("roamer{tag}.key"));
+    std::fs::write(&key_file, key).unwrap();
+    let set = run_in(
+        ns,
+        "wg",
+        &[
+            "set",
+            &ifname,
+            "private-key",
+            key_file.to_str().unwrap(),
+            "peer",
+            &gateways[0],
+            "endpoint",
+            &format!("{}:51820", GW[0]),
+            "allowed-ips",
+            "10.20.1.0/24",
+            "persistent-keepalive",
+            "1",
+            "peer",
+            &gateways[1],
+            "endpoint",
+            &format!("{}:51820", GW[1]),
+            "allowed-ips",
+            "10.20.2.0/24",
+            "persistent-keepalive",
+            "1",
+        ],
+    );
+    assert!(set.status.success(), "wg set: {}", output_text(&set));
+    ok(ns
+        .ip(&["addr", "add", &format!("{ROAMER}/32"), "dev", &ifname])
+        .map(|_| ()));
+    ok(ns.ip(&["link", "set", &ifname, "up"]).map(|_| ()));
+    ok(ns
+        .ip(&["route", "add", "10.20.1.0/24", "dev", &ifname])
+        .map(|_| ()));
+    ok(ns
+        .ip(&["route", "add", "10.20.2.0/24", "dev", &ifname])
+        .map(|_| ()));
+    let page = dir.join(format!("roamer{tag}"));
+    std::fs::create_dir_all(&page).unwrap();
+    std::fs::write(page.join("index.html"), format!("roamer at {tag}\n")).unwrap();
+    let web = spawn_in(
+        ns,
+        "python3",
+        &[
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            ROAMER,
+            "--directory",
+            page.to_str().unwrap(),
+        ],
+    );
+    (wg, web)
+}
+
+/// Requests for www every 300 ms from another thread; what came of each, and when.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<(Instant, bool, String)>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(ns: String) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (s, l) = (stop.clone(), log.clone());
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let (good, body) = get(&ns, "www.example.org");
+                l.lock().unwrap().push((Instant::now(), good, body));
+                thread::sleep(Duration::from_millis(300));
+            }
+        });
+        Traffic {
+            stop,
+            log,
+            thread: Some(thread),
+        }
+    }
+
+    /// Requests since `from`: (total, failed, the longest run of failures and how long it lasted).
+    fn since(&self, from: Instant) -> (usize, Vec<String>, Duration) {
+        let log = self.log.lock().unwrap();
+        let recent: Vec<_> = log.iter().filter(|(t, _, _)| *t >= from).collect();
+        let failed: Vec<String> = recent
+            .iter()
+            .filter(|(_, g, _)| !g)
+            .map(|(_, _, b)| b.trim().to_string())
+            .collect();
+        let mut longest = Duration::ZERO;
+        let mut start: Option<Instant> = None;
+        for (t, good, _) in &recent {
+            match (good, start) {
+                (false, None) => start = Some(*t),
+                (true, Some(s)) => {
+                    longest = longest.max(*t - s);
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let (Some(s), Some((t, _, _))) = (start, recent.last()) {
+            longest = longest.max(*t - s);
+        }
+        (recent.len(), failed, longest)
+    }
+
+    /// Whether the last `n` requests all succeeded.
+    fn last_ok(&self, n: usize) -> bool {
+        let log = self.log.lock().unwrap();
+        log.len() >= n && log[log.len() - n..].iter().all(|(_, g, _)| *g)
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[track_caller]
+fn wait_until(what: &str, f: impl Fn() -> bool) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < SLOW, "{what}");
+        thread::sleep(Duration::from_millis(200));
+    }
+    t.elapsed()
+}
+
+#[test]
+fn several_gateways_keep_a_name_up_through_lost_gateways_and_nodes_and_moved_workloads() {
+    require_root("the redundancy test");
+    let dir = ok(TempDir::new("redundancy"));
+    let roamer_keys = wg_keys();
+    let roamer_public = roamer_keys.1.clone();
+    let topo = Topology::new(4)
+        .workload(
+            2,
+            WorkloadSpec {
+                static_v4: Some(B3.parse().unwrap()),
+                ..WorkloadSpec::default()
+            },
+        )
+        .workload(
+            3,
+            WorkloadSpec {
+                static_v4: Some(B4.parse().unwrap()),
+                ..WorkloadSpec::default()
+            },
+        )
+        .append(0, "vdcnet.stats=1")
+        .append(1, "vdcnet.stats=1")
+        .edit_config(move |i, text| match i {
+            0 | 1 => format!("{text}{}", gateway_sections(i, &roamer_public)),
+            _ => text.to_string(),
+        });
+    let mut lab = ok(Lab::start(&topo));
+    let gateway_keys = [
+        lab.nodes()[0].public_key.clone(),
+        lab.nodes()[1].public_key.clone(),
+    ];
+    let mut servers = Vec::new();
+    for (i, addr) in [(2, B3), (3, B4)] {
+        let d = dir.path().join(format!("node{}", i + 1));
+        std::fs::create_dir_all(&d).unwrap();
+        let servers_conf = format!(
+            "    server {{\n        listen {addr}:8080;\n        location = /health {{ return 200 \"ok\\n\"; }}\n        \
+             location / {{ return 200 \"node{}\\n\"; }}\n    }}",
+            i + 1
+        );
+        servers.push(nginx_in(lab.workload(i), &d, &servers_conf));
+        wait_listening(lab.workload(i), addr, 8080);
+    }
+    let resolver_host = ok(UnderlayHost::attach(
+        lab.wire(),
+        &[format!("{RESOLVER}/24")],
+    ));
+    let _unbound = unbound(resolver_host.netns(), dir.path());
+    wait_listening(resolver_host.netns(), RESOLVER, 53);
+    let client_host = ok(UnderlayHost::attach(lab.wire(), &[format!("{CLIENT}/24")]));
+    let client = client_host.netns();
+    let _resolv = ResolvConf::point(client, RESOLVER);
+
+    // Each gateway answers with both, once it has heard from the other; rotated.
+    for server in GW {
+        let took = wait_dig(
+            client,
+            server,
+            "www.example.org",
+            "both gateways listed",
+            |a| a.len() == 2,
+        );
+        eprintln!("{server} lists both gateways {took:.1?} after the lab was up");
+    }
+    let firsts: Vec<String> = (0..4)
+        .map(|_| dig(client, GW[0], "www.example.org")[0].clone())
+        .collect();
+    assert!(
+        firsts.iter().any(|a| a == GW[0]) && firsts.iter().any(|a| a == GW[1]),
+        "rotated: {firsts:?}"
+    );
+    assert_eq!(dig_status(client, GW[0], "nope.example.org"), "NXDOMAIN");
+    assert_eq!(dig_status(client, GW[1], "www.example.com"), "REFUSED");
+    // Through the real resolver, and then by name with curl.
+    let via = wait_dig(
+        client,
+        RESOLVER,
+        "www.example.org",
+        "unbound resolves through the gateways",
+        |a| a.len() == 2,
+    );
+    eprintln!("unbound resolves www.example.org after {via:.1?}");
+    let (good, body) = get(client.name(), "www.example.org");
+    assert!(good && body.starts_with("node"), "curl by name: {body}");
+
+    // A workload holding its own key, peered with both gateways, then moved.
+    let roamer_a = ok(UnderlayHost::attach(
+        lab.wire(),
+        &[format!("{}/24", ROAMER_AT[0])],
+    ));
+    let (wg_a, web_a) = roamer(
+        roamer_a.netns(),
+        dir.path(),
+        &roamer_keys.0,
+        &gateway_keys,
+        "a",
+    );
+    let took = wait_until("the workload with its own key is served by name", || {
+        let (g, b) = get(client.name(), "app.example.org");
+        g && b.contains("roamer at a")
+    });
+    eprintln!("the workload with its own key served {took:.1?} after it started");
+    drop((wg_a, web_a));
+    drop(roamer_a);
+    let roamer_b = ok(UnderlayHost::attach(
+        lab.wire(),
+        &[format!("{}/24", ROAMER_AT[1])],
+    ));
+    let moved = Instant::now();
+    let (_wg_b, _web_b) = roamer(
+        roamer_b.netns(),
+        dir.path(),
+        &roamer_keys.0,
+        &gateway_keys,
+        "b",
+    );
+    wait_until(
+        "the moved workload is served again under the same name",
+        || {
+            let (g, b) = get(client.name(), "app.example.org");
+            g && b.contains("roamer at b")
+        },
+    );
+    eprintln!(
+        "moved to {} with the same key: served again {:.1?} after it restarted there",
+        ROAMER_AT[1],
+        moved.elapsed()
+    );
+
+    // Kill gateway 1: the client keeps getting answers; the survivor drops it from DNS.
+    let traffic = Traffic::start(client.name().to_string());
+    thread::sleep(Duration::from_secs(2));
+    let killed = Instant::now();
+    lab.vm(0).kill();
+    let gone = wait_dig(
+        client,
+        GW[1],
+        "www.example.org",
+        "the killed gateway leaves the survivor's answers",
+        |a| a == [GW[1]],
+    );
+    eprintln!("node1 (a gateway) killed: gone from node2's answers after {gone:.1?}");
+    wait_until(
+        "requests succeed again after the gateway was killed",
+        || traffic.last_ok(5),
+    );
+    thread::sleep(Duration::from_secs(3));
+    let (n, failed, longest) = traffic.since(killed);
+    eprintln!("gateway killed: {} of {n} requests failed, longest failing stretch {longest:.1?}: {failed:?}", failed.len());
+    assert!(
+        failed.len() * 2 < n,
+        "most requests must succeed: {failed:?}"
+    );
+
+    // Kill backend node 3: node 4 serves every request.
+    let killed = Instant::now();
+    lab.vm(2).kill();
+    thread::sleep(Duration::from_secs(8));
+    wait_until("requests succeed after the backend node was killed", || {
+        traffic.last_ok(5)
+    });
+    let (n, failed, longest) = traffic.since(killed);
+    eprintln!("backend node killed: {} of {n} requests failed, longest failing stretch {longest:.1?}: {failed:?}", failed.len());
+    assert!(
+        failed.len() * 2 < n,
+        "most requests must succeed: {failed:?}"
+    );
+    let bodies: Vec<String> = (0..4)
+        .map(|_| get(client.name(), "www.example.org").1)
+        .collect();
+    assert!(
+        bodies.iter().all(|b| b.starts_with("node4")),
+        "only node4 is left: {bodies:?}"
+    );
+
+    // Both come back by themselves.
+    ok(lab.restart(0));
+    let back = wait_dig(
+        client,
+        GW[1],
+        "www.example.org",
+        "the rebooted gateway comes back",
+        |a| a.len() == 2,
+    );
+    eprintln!("node1 rebooted: back in node2's answers after {back:.1?}");
+    ok(lab.restart(2));
+    wait_until("node3 serves again after its reboot", || {
+        (0..4).any(|_| get(client.name(), "www.example.org").1.starts_with("node3"))
+    });
+    drop(traffic);
+    drop(servers);
+}
+
+/// A WireGuard key pair from `wg genkey` / `wg pubkey`: (private, public).
+fn wg_keys() -> (String, String) {
+    let private = std::process::Command::new("wg")
+        .arg("genkey")
+        .output()
+        .expect("wg genkey");
+    let private = String::from_utf8_lossy(&private.stdout).trim().to_string();
+    let mut child = std::process::Command::new("wg")
+        .arg("pubkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("wg pubkey");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(private.as_bytes())
+        .unwrap();
+    let public = child.wait_with_output().unwrap();
+    (
+        private,
+        String::from_utf8_lossy(&public.stdout).trim().to_string(),
+    )
+}
