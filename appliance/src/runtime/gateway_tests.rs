@@ -475,7 +475,7 @@ fn the_gateway_answers_dns_for_its_names_with_itself_while_a_backend_is_up() {
     );
     s.bind(5353).unwrap();
     let h = b.client.sockets.add(s);
-    let mut ask = |b: &mut Bench, name: &str| -> Vec<u8> {
+    let ask = |b: &mut Bench, name: &str| -> Vec<u8> {
         let to = IpEndpoint::new("203.0.113.10".parse().unwrap(), 53);
         b.client
             .sockets
