@@ -283,6 +283,7 @@ pub fn render(samples: &[Sample]) -> String {
         }
         let _ = writeln!(o);
     }
+    render_gateway(samples, &mut o);
     let routes: Vec<&Sample> = all(samples, "vdcnet_route_info").collect();
     if !routes.is_empty() {
         let _ = writeln!(o, "routes:");
@@ -362,9 +363,98 @@ pub fn render(samples: &[Sample]) -> String {
     o
 }
 
+/// The web gateway: connections, each service with its backends' health, the peer
+/// gateways, and the DNS's answers.
+fn render_gateway(samples: &[Sample], o: &mut String) {
+    let Some(open) = all(samples, "vdcnet_gateway_connections_open").next() else {
+        return;
+    };
+    let one = |name| all(samples, name).next().map_or(0.0, |s| s.value);
+    let _ = writeln!(
+        o,
+        "gateway: {} connections open, {} accepted, {} refused, {} requests",
+        open.value,
+        one("vdcnet_gateway_accepted_total"),
+        one("vdcnet_gateway_refused_total"),
+        one("vdcnet_gateway_requests_total"),
+    );
+    for svc in all(samples, "vdcnet_gateway_service_serving_addresses") {
+        let name = svc.label("service");
+        let get = |metric| find(samples, metric, "service", name).map_or(0.0, |s| s.value);
+        let _ = writeln!(
+            o,
+            "  service {name}: {} connections, {} requests, served by {} public address(es)",
+            get("vdcnet_gateway_service_connections_total"),
+            get("vdcnet_gateway_service_requests_total"),
+            svc.value,
+        );
+        for b in all(samples, "vdcnet_gateway_backend_up").filter(|b| b.label("service") == name) {
+            let addr = b.label("backend");
+            let per = |metric| {
+                all(samples, metric)
+                    .find(|x| x.label("service") == name && x.label("backend") == addr)
+                    .map_or(0.0, |x| x.value)
+            };
+            let _ = writeln!(
+                o,
+                "    backend {addr}: {}, {} active, {} connections, {} failed checks",
+                if b.value > 0.0 { "up" } else { "down" },
+                per("vdcnet_gateway_backend_active_connections"),
+                per("vdcnet_gateway_backend_connections_total"),
+                per("vdcnet_gateway_backend_check_failures_total"),
+            );
+        }
+    }
+    for p in all(samples, "vdcnet_gateway_peer_alive") {
+        let state = if p.value > 0.0 { "alive" } else { "dead" };
+        let _ = writeln!(o, "  peer gateway {}: {state}", p.label("peer"));
+    }
+    let outcome = |o: &str| {
+        find(samples, "vdcnet_dns_responses_total", "outcome", o).map_or(0.0, |s| s.value)
+    };
+    if all(samples, "vdcnet_dns_queries_total").next().is_some() {
+        let q: f64 = all(samples, "vdcnet_dns_queries_total")
+            .map(|s| s.value)
+            .sum();
+        let _ = writeln!(
+            o,
+            "  dns: {q} queries, {} answers, {} nodata, {} nxdomain, {} refused",
+            outcome("answer"),
+            outcome("nodata"),
+            outcome("nxdomain"),
+            outcome("refused"),
+        );
+    }
+    let _ = writeln!(o);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_view_shows_the_gateway_its_backends_peers_and_dns() {
+        let body = "vdcnet_gateway_connections_open 2\nvdcnet_gateway_accepted_total 10\n\
+            vdcnet_gateway_service_serving_addresses{service=\"www.example.org\"} 2\n\
+            vdcnet_gateway_service_requests_total{service=\"www.example.org\"} 7\n\
+            vdcnet_gateway_backend_up{service=\"www.example.org\",backend=\"10.20.3.10:8080\"} 1\n\
+            vdcnet_gateway_backend_up{service=\"www.example.org\",backend=\"10.20.4.10:8080\"} 0\n\
+            vdcnet_gateway_backend_check_failures_total{service=\"www.example.org\",backend=\"10.20.4.10:8080\"} 3\n\
+            vdcnet_gateway_peer_alive{peer=\"10.20.2.1\"} 1\n\
+            vdcnet_dns_queries_total{transport=\"udp\"} 5\n\
+            vdcnet_dns_responses_total{outcome=\"answer\"} 4\n";
+        let view = render(&parse(body).unwrap());
+        for line in [
+            "gateway: 2 connections open, 10 accepted, 0 refused, 0 requests\n",
+            "  service www.example.org: 0 connections, 7 requests, served by 2 public address(es)\n",
+            "    backend 10.20.3.10:8080: up, 0 active, 0 connections, 0 failed checks\n",
+            "    backend 10.20.4.10:8080: down, 0 active, 0 connections, 3 failed checks\n",
+            "  peer gateway 10.20.2.1: alive\n",
+            "  dns: 5 queries, 4 answers, 0 nodata, 0 nxdomain, 0 refused\n",
+        ] {
+            assert!(view.contains(line), "no {line:?} in\n{view}");
+        }
+    }
 
     /// A body the appliance served in the two-node lab (tests/metrics.rs's setup), curled
     /// from node 1's workload after a ping across the mesh.
