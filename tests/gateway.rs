@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-use vdcnet_qemu::lab::{Lab, Topology, WorkloadSpec};
+use vdcnet_qemu::lab::{Lab, Topology};
 use vdcnet_qemu::{Netns, TempDir, UnderlayHost};
 use vdcnet_tests::{nginx_in, ok, output_text, require_root, run_in, spawn_in, wait_listening};
 
@@ -409,20 +409,8 @@ fn the_gateway_serves_public_names_from_private_backends_over_the_mesh() {
 
     let sections = gateway_sections();
     let topo = Topology::new(2)
-        .workload(
-            0,
-            WorkloadSpec {
-                static_v4: Some(B1.parse().unwrap()),
-                ..WorkloadSpec::default()
-            },
-        )
-        .workload(
-            1,
-            WorkloadSpec {
-                static_v4: Some(B2.parse().unwrap()),
-                ..WorkloadSpec::default()
-            },
-        )
+        .static_v4(0, B1.parse().unwrap())
+        .static_v4(1, B2.parse().unwrap())
         .append(0, "vdcnet.stats=1")
         .edit_config(move |i, text| {
             if i != 0 {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-use vdcnet_qemu::lab::{Lab, Topology, WorkloadSpec};
+use vdcnet_qemu::lab::{Lab, Topology};
 use vdcnet_qemu::{Netns, TempDir, UnderlayHost};
 use vdcnet_tests::{
     nginx_in, ok, output_text, require_root, run_in, spawn_in, wait_listening, Killed,
@@ -378,20 +378,8 @@ fn several_gateways_keep_a_name_up_through_lost_gateways_and_nodes_and_moved_wor
     let roamer_keys = wg_keys();
     let roamer_public = roamer_keys.1.clone();
     let topo = Topology::new(4)
-        .workload(
-            2,
-            WorkloadSpec {
-                static_v4: Some(B3.parse().unwrap()),
-                ..WorkloadSpec::default()
-            },
-        )
-        .workload(
-            3,
-            WorkloadSpec {
-                static_v4: Some(B4.parse().unwrap()),
-                ..WorkloadSpec::default()
-            },
-        )
+        .static_v4(2, B3.parse().unwrap())
+        .static_v4(3, B4.parse().unwrap())
         .append(0, "vdcnet.stats=1")
         .append(1, "vdcnet.stats=1")
         .edit_config(move |i, text| match i {

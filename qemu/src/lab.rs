@@ -303,6 +303,13 @@ impl Topology {
         self
     }
 
+    /// Node `i`'s workload gets `addr` from the node's DHCP server (a `StaticLease` for
+    /// its MAC), so configs can name it before the lab boots.
+    pub fn static_v4(mut self, i: usize, addr: Ipv4Addr) -> Topology {
+        self.nodes[i].workload.static_v4 = Some(addr);
+        self
+    }
+
     /// Extra kernel command line for node `i`.
     pub fn append(mut self, i: usize, args: &str) -> Topology {
         self.nodes[i].append = args.to_string();

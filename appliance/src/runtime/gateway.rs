@@ -430,11 +430,7 @@ impl GatewayService {
                     Err(_) => {
                         self.counters.refused += 1;
                         s.abort();
-                        self.lingering.push(Lingering {
-                            handle: h,
-                            port: None,
-                            deadline: now + LINGER,
-                        });
+                        self.linger_later(h, None, now);
                     }
                 }
                 self.listening[l].handles[k] = listener(sockets, endpoint);
@@ -525,11 +521,7 @@ impl GatewayService {
                 if let Some(old) = pair.backend.take() {
                     // The core asks for a new backend only after dropping the old one.
                     sockets.get_mut::<tcp::Socket>(old.handle).abort();
-                    self.lingering.push(Lingering {
-                        handle: old.handle,
-                        port: Some(old.port),
-                        deadline: now + LINGER,
-                    });
+                    self.linger_later(old.handle, Some(old.port), now);
                 }
                 match self.dial(addr, BACKEND_BUFFERS, iface, sockets) {
                     Some((handle, port)) => {
@@ -568,11 +560,7 @@ impl GatewayService {
             Action::CloseBackend => {
                 if let Some(b) = pair.backend.take() {
                     sockets.get_mut::<tcp::Socket>(b.handle).close();
-                    self.lingering.push(Lingering {
-                        handle: b.handle,
-                        port: Some(b.port),
-                        deadline: now + LINGER,
-                    });
+                    self.linger_later(b.handle, Some(b.port), now);
                 }
             }
             Action::Close => {
@@ -586,19 +574,20 @@ impl GatewayService {
         }
     }
 
-    /// Hands a closed connection's sockets to the lingering list.
-    fn retire(&mut self, pair: Pair, now: Instant) {
+    /// Keeps a socket we closed or reset until it is done (see [`GatewayService::linger`]).
+    fn linger_later(&mut self, handle: SocketHandle, port: Option<u16>, now: Instant) {
         self.lingering.push(Lingering {
-            handle: pair.client,
-            port: None,
+            handle,
+            port,
             deadline: now + LINGER,
         });
+    }
+
+    /// Hands a closed connection's sockets to the lingering list.
+    fn retire(&mut self, pair: Pair, now: Instant) {
+        self.linger_later(pair.client, None, now);
         if let Some(b) = pair.backend {
-            self.lingering.push(Lingering {
-                handle: b.handle,
-                port: Some(b.port),
-                deadline: now + LINGER,
-            });
+            self.linger_later(b.handle, Some(b.port), now);
         }
     }
 
@@ -715,11 +704,7 @@ impl GatewayService {
                     } else {
                         s.abort();
                     }
-                    self.lingering.push(Lingering {
-                        handle: c.handle,
-                        port: Some(c.port),
-                        deadline: now + LINGER,
-                    });
+                    self.linger_later(c.handle, Some(c.port), now);
                 }
             }
         }

@@ -20,7 +20,7 @@ use super::{no_args, CmdResult};
 use std::net::IpAddr;
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
-use vdcnet_qemu::lab::{Lab, Topology, WorkloadSpec};
+use vdcnet_qemu::lab::{Lab, Topology};
 use vdcnet_qemu::{
     build_image, is_root, BuildOutput, Error, ErrorKind, LinkPolicy, TempDir, UnderlayHost,
 };
@@ -116,13 +116,7 @@ pub fn main(args: &[String]) -> CmdResult {
          behind each segment configured by DHCP and router advertisements",
         || {
             let topo = Topology::new(2)
-                .workload(
-                    1,
-                    WorkloadSpec {
-                        static_v4: Some(WEB.parse().expect("an address")),
-                        ..WorkloadSpec::default()
-                    },
-                )
+                .static_v4(1, WEB.parse().expect("an address"))
                 .edit_config(|i, text| {
                     if i == 0 {
                         format!("{text}{GATEWAY}")
