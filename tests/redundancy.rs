@@ -228,10 +228,13 @@ fn roamer(
         .spawn()
         .expect("wireguard-go runs");
     let wg = Killed(wg);
-    let sock = format!("/var/run/wireguard/{ifname}.sock");
+    // Ready once its UAPI socket answers (the file may exist a moment before).
     let t = Instant::now();
-    while !Path::new(&sock).exists() {
-        assert!(t.elapsed() < SLOW, "wireguard-go made no {sock}");
+    while !run_in(ns, "wg", &["show", &ifname]).status.success() {
+        assert!(
+            t.elapsed() < SLOW,
+            "wireguard-go's {ifname} never answered `wg show`"
+        );
         thread::sleep(Duration::from_millis(50));
     }
     let key_file = dir.join(format!("roamer{tag}.key"));

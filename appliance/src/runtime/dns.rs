@@ -28,7 +28,9 @@ pub const TCP_PER_ADDRESS: usize = 4;
 pub const TCP_IDLE: Duration = Duration::from_secs(10);
 /// How often the answers' addresses are brought up to date.
 pub const REFRESH: Duration = Duration::from_millis(250);
-const UDP_SLOTS: usize = 16;
+/// Queries waiting to be read, and answers waiting to be sent.
+const UDP_RX_SLOTS: usize = 128;
+const UDP_TX_SLOTS: usize = 64;
 
 struct TcpSlot {
     handle: SocketHandle,
