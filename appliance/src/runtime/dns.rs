@@ -64,12 +64,12 @@ impl DnsService {
         let server = DnsServer::new(&config.server_spec())?;
         let mut udp = udp::Socket::new(
             udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; UDP_SLOTS],
-                vec![0; UDP_SLOTS * 512],
+                vec![udp::PacketMetadata::EMPTY; UDP_RX_SLOTS],
+                vec![0; UDP_RX_SLOTS * 512],
             ),
             udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; UDP_SLOTS],
-                vec![0; UDP_SLOTS * usize::from(UDP_PAYLOAD)],
+                vec![udp::PacketMetadata::EMPTY; UDP_TX_SLOTS],
+                vec![0; UDP_TX_SLOTS * usize::from(UDP_PAYLOAD)],
             ),
         );
         let _ = udp.bind(DNS_PORT);
