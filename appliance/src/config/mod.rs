@@ -56,6 +56,12 @@
 //! ProxyProtocol = v2                # optional: v2 | off (default)
 //! HealthCheck = tcp                 # optional: tcp (default) | http /path (Mode = http)
 //! CheckInterval = 2000              # optional, ms; CheckTimeout = 1000, Rise = 2, Fall = 3
+//!
+//! [Mycelium]                        # optional, at most one: a Planetary Network node
+//! PrivateKey = <64 hex digits>      # or base64: the 32 octets of mycelium's key file
+//! Peer = tcp://203.0.113.7:9651     # repeatable
+//! Listen = yes                      # optional: no (default), yes (9651) or a port
+//! # and Planetary = yes on (at most) one segment [Link]
 //! ```
 //!
 //! Comments start with `#` or `;`, on their own line or after a value. Section and key
@@ -69,7 +75,7 @@
 //!
 //! Files: `lines` (line splitting, comments, headers), `values` (one value at a time),
 //! `parser` (the pass over the file), `link` / `interface` / `peer` / `routing` /
-//! `metrics` / `gateway` / `service` (one section kind each), `shared` (what they
+//! `metrics` / `gateway` / `service` / `mycelium` (one section kind each), `shared` (what they
 //! have in common), `keys` (WireGuard keys).
 
 mod gateway;
@@ -78,6 +84,7 @@ mod keys;
 mod lines;
 mod link;
 mod metrics;
+mod mycelium;
 mod parser;
 mod peer;
 mod routing;
@@ -101,6 +108,7 @@ pub use crate::gateway::names::NamePattern;
 pub use keys::{PublicKey, SecretKey, KEY_BASE64_LEN, KEY_LEN};
 pub use lines::MAX_LINE_LEN;
 pub use metrics::{DEFAULT_METRICS_PORT, MAX_METRICS_LISTEN};
+pub use mycelium::{MyceliumConfig, MAX_MYCELIUM_PEERS};
 
 /// The largest config file accepted, in bytes.
 pub const MAX_CONFIG_LEN: usize = 64 * 1024;
@@ -188,6 +196,8 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// The web gateway and its services, if the node is one.
     pub gateway: Option<GatewayConfig>,
+    /// The Planetary Network node, if the appliance is one (`config/mycelium.rs`).
+    pub mycelium: Option<MyceliumConfig>,
 }
 
 /// The `[Gateway]` section with the `[Service]`s it serves.
@@ -313,6 +323,8 @@ pub struct LinkConfig {
     pub dhcp: Option<DhcpSettings>,
     /// Whether a segment sends IPv6 router advertisements.
     pub send_ra: bool,
+    /// `Planetary = yes`: the segment gets the Mycelium node's /64 and 400::/7.
+    pub planetary: bool,
     /// Line of the `[Link]` header, for messages about this link later on.
     pub line: usize,
 }
@@ -411,6 +423,7 @@ impl Config {
                 egress_nat: false,
                 dhcp: None,
                 send_ra: false,
+                planetary: false,
                 line: DEFAULT_LINK_LINE,
             }],
             interface: None,
@@ -418,6 +431,7 @@ impl Config {
             routing: None,
             gateway: None,
             metrics: None,
+            mycelium: None,
         }
     }
 

@@ -16,6 +16,7 @@ use super::interface::InterfaceBuilder;
 use super::lines::{lines, BadLine, Line};
 use super::link::LinkBuilder;
 use super::metrics::{self, MetricsBuilder};
+use super::mycelium::{self, MyceliumBuilder};
 use super::peer::PeerBuilder;
 use super::routing::RoutingBuilder;
 use super::service::{Claimed, ServiceBuilder};
@@ -64,6 +65,7 @@ enum Section {
     Metrics(MetricsBuilder),
     Gateway(GatewayBuilder),
     Service(ServiceBuilder),
+    Mycelium(MyceliumBuilder),
 }
 
 #[derive(Default)]
@@ -91,6 +93,8 @@ struct Parser {
     first_service_header: Option<usize>,
     claimed: Claimed,
     services: Vec<ServiceConfig>,
+    mycelium_header: Option<usize>,
+    mycelium: Option<super::MyceliumConfig>,
 }
 
 impl Parser {
@@ -112,6 +116,7 @@ impl Parser {
                 Section::Routing(routing) => routing.damaged = true,
                 Section::Gateway(gateway) => gateway.damaged = true,
                 Section::Service(service) => service.damaged = true,
+                Section::Mycelium(m) => m.damaged = true,
             }
         }
     }
@@ -208,11 +213,26 @@ impl Parser {
                 }
             };
             Section::Metrics(MetricsBuilder::new(line, keep))
+        } else if name.eq_ignore_ascii_case("Mycelium") {
+            let keep = match self.mycelium_header {
+                Some(first) => {
+                    self.seen.error(
+                        line,
+                        format!("second [Mycelium] section; there can be only one (the first is at line {first})"),
+                    );
+                    false
+                }
+                None => {
+                    self.mycelium_header = Some(line);
+                    true
+                }
+            };
+            Section::Mycelium(MyceliumBuilder::new(line, keep))
         } else {
             self.seen.error(
                 line,
                 format!(
-                    "unknown section [{name}]; expected [Link], [Interface], [Peer], [Routing], [Metrics], [Gateway] or [Service]"
+                    "unknown section [{name}]; expected [Link], [Interface], [Peer], [Routing], [Metrics], [Gateway], [Service] or [Mycelium]"
                 ),
             );
             Section::Skip
@@ -234,6 +254,7 @@ impl Parser {
             Section::Metrics(m) => m.entry(seen, line, key, value),
             Section::Gateway(gateway) => gateway.entry(seen, line, key, value),
             Section::Service(service) => service.entry(seen, line, key, value),
+            Section::Mycelium(m) => m.entry(seen, line, key, value),
         }
     }
 
@@ -279,6 +300,11 @@ impl Parser {
                     self.services.push(service);
                 }
             }
+            Section::Mycelium(m) => {
+                if let Some(m) = m.finish(&mut self.seen) {
+                    self.mycelium = Some(m);
+                }
+            }
         }
     }
 
@@ -313,6 +339,12 @@ impl Parser {
             metrics::check_addresses(&mut self.seen, m);
         }
         let gateway = self.finish_gateway();
+        mycelium::check(
+            &mut self.seen,
+            self.mycelium.as_ref(),
+            self.mycelium_header,
+            &self.links,
+        );
         if !self.seen.errors.is_empty() {
             return Err(self.seen.errors.into_sorted());
         }
@@ -323,6 +355,7 @@ impl Parser {
             routing: self.routing,
             metrics: self.metrics,
             gateway,
+            mycelium: self.mycelium,
         })
     }
 

@@ -7,6 +7,7 @@
 //! RNG and the console; nothing here reads a clock or touches hardware.
 
 mod gateway;
+mod mycelium;
 mod routing;
 mod services;
 mod tunnel;
@@ -55,6 +56,8 @@ pub struct Appliance<D, R> {
     metrics: MetricsServer,
     /// The web gateway, when the config has `[Gateway]`.
     gateway: Option<gateway::GatewayService>,
+    /// The Mycelium node, when the config has `[Mycelium]`.
+    mycelium: Option<mycelium::MyceliumService>,
     /// When the appliance started (the metrics' uptime).
     started: Instant,
     /// The time of the latest poll.
@@ -75,7 +78,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         config: &Config,
         nics: Vec<D>,
         opts: Options,
-        rng: Option<R>,
+        mut rng: Option<R>,
         now_us: u64,
     ) -> Result<Self, Vec<ConfigError>> {
         let now = Instant::from_micros(now_us as i64);
@@ -153,6 +156,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             })
             .collect();
         let link_cfgs: Vec<&LinkConfig> = chosen.iter().map(|c| c.1).collect();
+        let mycelium_seed = mycelium::seed(config, rng.as_mut(), &mut errors);
         let tunnel = match (&config.interface, rng) {
             (None, _) => None,
             (Some(i), None) => {
@@ -178,7 +182,12 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         for (k, (i, link)) in chosen.into_iter().enumerate() {
             let Some(dev) = slots[i].take() else { continue };
             let seed = opts.seed ^ (k as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            links.push(Link::new(dev, link, seed, now));
+            links.push(Link::new(
+                dev,
+                &mycelium::link_config(config, link),
+                seed,
+                now,
+            ));
         }
         let tunnel_addrs = config
             .interface
@@ -186,6 +195,9 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             .map(|i| i.addresses.clone())
             .unwrap_or_default();
         let mut router = Router::new(links, tunnel, tunnel_addrs, now);
+        if let Some(m) = &config.mycelium {
+            router.attach_mycelium(mycelium::node_address(m));
+        }
         let mut cfg = IfaceConfig::new(HardwareAddress::Ip);
         cfg.random_seed = opts.seed;
         let mut iface = Interface::new(cfg, &mut router.local, now);
@@ -227,12 +239,23 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         let gateway = config.gateway.as_ref().map(|g| {
             gateway::GatewayService::new(
                 g,
-                config.inner_addresses(),
+                mycelium::gateway_sources(config),
                 &mut services.sockets,
                 opts.seed,
                 now,
             )
         });
+        let mycelium = match (&config.mycelium, mycelium_seed) {
+            (Some(m), Some(seed)) => Some(mycelium::MyceliumService::new(
+                config,
+                m,
+                seed,
+                &mut services.sockets,
+                opts.seed,
+                now,
+            )),
+            _ => None,
+        };
         let stats = opts.stats_secs.map(|s| {
             let every = Duration::from_secs(s as u64);
             (every, now + every)
@@ -244,6 +267,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             routing,
             metrics,
             gateway,
+            mycelium,
             started: now,
             now,
             stats,
@@ -310,6 +334,9 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
                 let _ = writeln!(out);
             }
         }
+        if let Some(m) = &self.mycelium {
+            m.describe(self.router.mycelium.as_ref().and_then(|p| p.segment), out);
+        }
     }
 
     /// Re-arms every NIC's interrupt before the CPU sleeps; `true` if a frame arrived
@@ -363,6 +390,14 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         if let Some(g) = self.gateway.as_mut() {
             busy |= g.run(&mut self.iface, &mut self.services.sockets, now);
         }
+        if let Some(m) = self.mycelium.as_mut() {
+            busy |= m.run(
+                &mut self.router,
+                &mut self.iface,
+                &mut self.services.sockets,
+                now,
+            );
+        }
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);
         busy |= self.router.drain_local();
@@ -413,6 +448,9 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         }
         if let Some(g) = &self.gateway {
             g.write_status(self.now, out);
+        }
+        if let Some(m) = &self.mycelium {
+            m.write_status(&self.router, out);
         }
         if let Some(t) = self.tunnel_counters() {
             let _ = write!(
