@@ -254,35 +254,10 @@ pub fn nginx_in(ns: &vdcnet_qemu::Netns, dir: &Path, servers: &str) -> Killed {
     )
 }
 
-/// Finds the myceliumd binary (0.7.10): `VDCNET_MYCELIUM`, else `mycelium` on `PATH`, else
-/// `shared/peers/mycelium` beside the repository; fails saying where it looked.
+/// The myceliumd binary ([`vdcnet_qemu::find_mycelium`]), or a failed test saying where
+/// it looked.
 pub fn mycelium_binary() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("VDCNET_MYCELIUM") {
-        let p = std::path::PathBuf::from(p);
-        assert!(p.is_file(), "VDCNET_MYCELIUM={} is not a file", p.display());
-        return p;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(p) = std::env::split_paths(&path)
-            .map(|d| d.join("mycelium"))
-            .find(|p| p.is_file())
-        {
-            return p;
-        }
-    }
-    let root = vdcnet_qemu::workspace_root();
-    let candidates = [
-        root.join("../shared/peers/mycelium"),
-        std::path::PathBuf::from("/work/shared/peers/mycelium"),
-    ];
-    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-        return p.clone();
-    }
-    panic!(
-        "no mycelium binary: set VDCNET_MYCELIUM, put `mycelium` (0.7.10) on PATH, or \
-         provide {} (tried {candidates:?})",
-        candidates[0].display()
-    );
+    vdcnet_qemu::find_mycelium().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// myceliumd in a namespace, killed on drop.

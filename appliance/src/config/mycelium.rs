@@ -53,16 +53,16 @@ pub struct MyceliumConfig {
 }
 
 #[derive(Clone, Copy)]
-enum Key {
+enum MyceliumKey {
     PrivateKey,
     Peer,
     Listen,
 }
 
-const KEYS: &[(&str, Key)] = &[
-    ("PrivateKey", Key::PrivateKey),
-    ("Peer", Key::Peer),
-    ("Listen", Key::Listen),
+const KEYS: &[(&str, MyceliumKey)] = &[
+    ("PrivateKey", MyceliumKey::PrivateKey),
+    ("Peer", MyceliumKey::Peer),
+    ("Listen", MyceliumKey::Listen),
 ];
 
 pub(super) struct MyceliumBuilder {
@@ -134,17 +134,17 @@ impl MyceliumBuilder {
             return seen.error(line, format!("{name} has no value"));
         }
         match key {
-            Key::PrivateKey => self
+            MyceliumKey::PrivateKey => self
                 .private_key
                 .set(seen, name, line, |_| private_key(value)),
-            Key::Peer => {
+            MyceliumKey::Peer => {
                 for item in values::list_items(value) {
                     if let Err(message) = self.peer(item, line) {
                         seen.error(line, message);
                     }
                 }
             }
-            Key::Listen => self
+            MyceliumKey::Listen => self
                 .listen
                 .set(seen, name, line, |_| match yes_no(name, value) {
                     Ok(true) => Ok(Some(crate::mycelium::PORT)),
@@ -253,5 +253,71 @@ pub(super) fn check(
                 String::from("[Mycelium] peers over an underlay [Link]; this file has none"),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use alloc::string::ToString;
+    use alloc::vec::Vec;
+
+    const KEY: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+
+    fn errors(text: &str) -> Vec<(usize, alloc::string::String)> {
+        match parse(text.as_bytes()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| (e.line, e.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_planetary_segment_and_its_node_parse() {
+        let text = alloc::format!(
+            "[Link]\nAddress = 192.0.2.1/24\n[Link]\nRole = segment\nAddress = 10.20.1.1/24\nPlanetary = yes\n\
+             [Mycelium]\nPrivateKey = {KEY}\nPeer = tcp://192.0.2.7:9651, [2001:db8::7]:9651\nListen = yes\n"
+        );
+        let c = parse(text.as_bytes()).unwrap();
+        let m = c.mycelium.unwrap();
+        assert_eq!(m.private_key.0, [1u8; 32]);
+        assert_eq!(m.peers.len(), 2);
+        assert_eq!(m.listen, Some(crate::mycelium::PORT));
+        assert!(c.links[1].planetary && !c.links[0].planetary);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_line() {
+        let text = "[Link]\nAddress = 192.0.2.1/24\nPlanetary = yes\n[Link]\nRole = segment\n\
+                    Address = 10.20.1.1/24\nPlanetary = yes\n[Link]\nRole = segment\n\
+                    Address = 10.20.2.1/24\nPlanetary = yes\n[Mycelium]\nPrivateKey = nope\n\
+                    Peer = quic://192.0.2.7:9651\nPeer = tcp://host.example:9651\nListen = maybe\n";
+        let e = errors(text);
+        let lines: Vec<usize> = e.iter().map(|e| e.0).collect();
+        for want in [3, 8, 13, 14, 15, 16] {
+            assert!(lines.contains(&want), "no error at line {want}: {e:?}");
+        }
+        assert!(e.iter().any(|(_, m)| m.contains("second segment with Planetary")), "{e:?}");
+    }
+
+    #[test]
+    fn planetary_needs_a_mycelium_section_and_the_section_a_key() {
+        let e = errors("[Link]\nAddress = 192.0.2.1/24\n[Link]\nRole = segment\nAddress = 10.20.1.1/24\nPlanetary = yes\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, 3);
+        let e = errors("[Link]\nAddress = 192.0.2.1/24\n[Mycelium]\nPeer = 192.0.2.7:9651\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].0, e[0].1.contains("PrivateKey")), (3, true));
+    }
+
+    #[test]
+    fn base64_and_hex_keys_are_the_same_key() {
+        let b64 = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let parse_key = |k: &str| {
+            let t = alloc::format!("[Link]\nAddress = 192.0.2.1/24\n[Mycelium]\nPrivateKey = {k}\n");
+            parse(t.as_bytes()).unwrap().mycelium.unwrap().private_key
+        };
+        assert_eq!(parse_key(b64), parse_key(KEY));
+        assert_eq!(parse_key(&KEY.to_uppercase()), parse_key(KEY));
+        let _ = KEY.to_string();
     }
 }
