@@ -144,15 +144,16 @@ impl MyceliumBuilder {
                     }
                 }
             }
-            MyceliumKey::Listen => self
-                .listen
-                .set(seen, name, line, |_| match yes_no(name, value) {
-                    Ok(true) => Ok(Some(crate::mycelium::PORT)),
-                    Ok(false) => Ok(None),
-                    Err(_) => values::number("Listen", value, 1..=u16::MAX)
-                        .map(Some)
-                        .map_err(|_| format!("Listen {value:?} is not yes, no or a port")),
-                }),
+            MyceliumKey::Listen => {
+                self.listen
+                    .set(seen, name, line, |_| match yes_no(name, value) {
+                        Ok(true) => Ok(Some(crate::mycelium::PORT)),
+                        Ok(false) => Ok(None),
+                        Err(_) => values::number("Listen", value, 1..=u16::MAX)
+                            .map(Some)
+                            .map_err(|_| format!("Listen {value:?} is not yes, no or a port")),
+                    })
+            }
         }
     }
 
@@ -296,7 +297,11 @@ mod tests {
         for want in [3, 8, 13, 14, 15, 16] {
             assert!(lines.contains(&want), "no error at line {want}: {e:?}");
         }
-        assert!(e.iter().any(|(_, m)| m.contains("second segment with Planetary")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|(_, m)| m.contains("second segment with Planetary")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -313,7 +318,8 @@ mod tests {
     fn base64_and_hex_keys_are_the_same_key() {
         let b64 = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
         let parse_key = |k: &str| {
-            let t = alloc::format!("[Link]\nAddress = 192.0.2.1/24\n[Mycelium]\nPrivateKey = {k}\n");
+            let t =
+                alloc::format!("[Link]\nAddress = 192.0.2.1/24\n[Mycelium]\nPrivateKey = {k}\n");
             parse(t.as_bytes()).unwrap().mycelium.unwrap().private_key
         };
         assert_eq!(parse_key(b64), parse_key(KEY));
