@@ -253,3 +253,84 @@ pub fn nginx_in(ns: &vdcnet_qemu::Netns, dir: &Path, servers: &str) -> Killed {
         ],
     )
 }
+
+/// The myceliumd binary ([`vdcnet_qemu::find_mycelium`]), or a failed test saying where
+/// it looked.
+pub fn mycelium_binary() -> std::path::PathBuf {
+    vdcnet_qemu::find_mycelium().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// myceliumd in a namespace, killed on drop.
+pub struct Myceliumd {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Myceliumd {
+    /// Starts it with the key file `dir/mycelium.key`, TUN `myc0`, TCP peers on 9651, its
+    /// API on 127.0.0.1:8989 of the namespace, logging to `dir/mycelium.log`.
+    pub fn start(bin: &Path, ns: &vdcnet_qemu::Netns, dir: &Path) -> Myceliumd {
+        let log = dir.join("mycelium.log");
+        let child = ns
+            .command(bin.to_str().expect("utf-8 path"))
+            .arg("--key-file")
+            .arg(dir.join("mycelium.key"))
+            .args([
+                "--tun-name",
+                "myc0",
+                "--disable-quic",
+                "--disable-peer-discovery",
+                "--tcp-listen-port",
+                "9651",
+                "--api-addr",
+                "127.0.0.1:8989",
+                "--jsonrpc-addr",
+                "127.0.0.1:8990",
+                "--debug",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log file"))
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("myceliumd starts");
+        Myceliumd { child, log }
+    }
+
+    /// The log's last 60 lines.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Myceliumd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the CLI (`mycelium ARGS`) in `ns` against the daemon's API; its stdout.
+pub fn cli(bin: &Path, ns: &vdcnet_qemu::Netns, dir: &Path, args: &[&str]) -> String {
+    let out = ns
+        .command(bin.to_str().expect("utf-8 path"))
+        // A key file path that exists nowhere: the CLI must not make one.
+        .arg("--key-file")
+        .arg(dir.join("cli-no-key"))
+        .args(["--api-addr", "127.0.0.1:8989"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("mycelium CLI runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of `"key": "value"` in a JSON text (enough for the CLI's flat objects).
+pub fn json_str(text: &str, key: &str) -> Option<String> {
+    let at = text.find(&format!("\"{key}\""))?;
+    let rest = &text[at + key.len() + 2..];
+    let start = rest.find('"')? + 1;
+    let end = start + rest[start..].find('"')?;
+    Some(rest[start..end].to_string())
+}

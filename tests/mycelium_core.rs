@@ -28,8 +28,7 @@ use smoltcp::time::Instant as SmolInstant;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv6Addr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -38,114 +37,12 @@ use vdcnet_appliance::mycelium::{
     Counters, Node, PeerId, PeerStatus, RouteStatus, SecretKey, Sent, Settings, Subnet, TCP_V4_COST,
 };
 use vdcnet_qemu::{Netns, TempDir};
-use vdcnet_tests::{ok, output_text, require_root};
+use vdcnet_tests::{cli, json_str, mycelium_binary, ok, output_text, require_root, Myceliumd};
 
 /// Bound on every wait (the core says Hello on connect; myceliumd answers at once).
 const WAIT: Duration = Duration::from_secs(30);
 const MYCELIUMD: PeerId = PeerId(1);
 const ECHO_ID: u16 = 0x4d59;
-
-/// Finds the mycelium binary, or fails saying where it looked.
-fn mycelium_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("VDCNET_MYCELIUM") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "VDCNET_MYCELIUM={} is not a file", p.display());
-        return p;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(p) = std::env::split_paths(&path)
-            .map(|d| d.join("mycelium"))
-            .find(|p| p.is_file())
-        {
-            return p;
-        }
-    }
-    let root = vdcnet_qemu::workspace_root();
-    let candidates = [
-        root.join("../shared/peers/mycelium"),
-        PathBuf::from("/work/shared/peers/mycelium"),
-    ];
-    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-        return p.clone();
-    }
-    panic!(
-        "no mycelium binary: set VDCNET_MYCELIUM, put `mycelium` (0.7.10) on PATH, or \
-         provide {} (tried {candidates:?})",
-        candidates[0].display()
-    );
-}
-
-/// myceliumd in a namespace, killed on drop.
-struct Myceliumd {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Myceliumd {
-    fn start(bin: &Path, ns: &Netns, dir: &Path) -> Myceliumd {
-        let log = dir.join("mycelium.log");
-        let child = ns
-            .command(bin.to_str().expect("utf-8 path"))
-            .arg("--key-file")
-            .arg(dir.join("mycelium.key"))
-            .args([
-                "--tun-name",
-                "myc0",
-                "--disable-quic",
-                "--disable-peer-discovery",
-                "--tcp-listen-port",
-                "9651",
-                "--api-addr",
-                "127.0.0.1:8989",
-                "--jsonrpc-addr",
-                "127.0.0.1:8990",
-                "--debug",
-            ])
-            .stdin(Stdio::null())
-            .stdout(File::create(&log).expect("log file"))
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("myceliumd starts");
-        Myceliumd { child, log }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(60).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for Myceliumd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the CLI (`mycelium ARGS`) in `ns` against the daemon's API; its stdout.
-fn cli(bin: &Path, ns: &Netns, dir: &Path, args: &[&str]) -> String {
-    let out = ns
-        .command(bin.to_str().expect("utf-8 path"))
-        // A key file path that exists nowhere: the CLI must not make one.
-        .arg("--key-file")
-        .arg(dir.join("cli-no-key"))
-        .args(["--api-addr", "127.0.0.1:8989"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("mycelium CLI runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The value of `"key": "value"` in a JSON text (enough for the CLI's flat objects).
-fn json_str(text: &str, key: &str) -> Option<String> {
-    let at = text.find(&format!("\"{key}\""))?;
-    let rest = &text[at + key.len() + 2..];
-    let start = rest.find('"')? + 1;
-    let end = start + rest[start..].find('"')?;
-    Some(rest[start..end].to_string())
-}
 
 /// What the core thread publishes for the test to check.
 #[derive(Default, Clone)]

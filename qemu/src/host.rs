@@ -135,6 +135,40 @@ pub fn run_command(cmd: &mut Command) -> Result<Output> {
     }
 }
 
+/// Finds the myceliumd binary (0.7.10): `VDCNET_MYCELIUM`, else `mycelium` on `PATH`, else
+/// `shared/peers/mycelium` beside the repository. `Err` says where it looked.
+pub fn find_mycelium() -> std::result::Result<std::path::PathBuf, String> {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("VDCNET_MYCELIUM") {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            return Err(format!("VDCNET_MYCELIUM={} is not a file", p.display()));
+        }
+        return Ok(p);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(p) = std::env::split_paths(&path)
+            .map(|d| d.join("mycelium"))
+            .find(|p| p.is_file())
+        {
+            return Ok(p);
+        }
+    }
+    let root = crate::workspace_root();
+    let candidates = [
+        root.join("../shared/peers/mycelium"),
+        PathBuf::from("/work/shared/peers/mycelium"),
+    ];
+    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(p.clone());
+    }
+    Err(format!(
+        "no mycelium binary: set VDCNET_MYCELIUM, put `mycelium` (0.7.10) on PATH, or \
+         provide {} (tried {candidates:?})",
+        candidates[0].display()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

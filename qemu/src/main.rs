@@ -61,6 +61,8 @@ commands:
       --idle-baseline ELF a minimal PVH kernel that halts forever (idle CPU peer)
       --runs N            boots per figure (default 5)
   bench-routing [--runs N]  outage after a cut path and idle routing traffic (root)
+  bench-mycelium [--seconds N]  iperf3 and ping over Mycelium: behind the appliance vs
+                        myceliumd on both ends (root)
 
 environment: VDCNET_ACCEL=kvm (default tcg), VDCNET_IMAGE=ELF (skip the build),
              VDCNET_ECHO=1 (copy every VM's console to stderr), VDCNET_KEEP=1 (keep VM dirs)";
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         "test" => cmd::test::main(&rest),
         "bench" => cmd::bench::main(&rest),
         "bench-routing" => cmd::bench_routing::main(&rest),
+        "bench-mycelium" => cmd::bench_mycelium::main(&rest),
         "mesh" => cmd::mesh::main(&rest),
         "lab" => cmd::lab::main(&rest),
         "check" => cmd::check::main(&rest),

@@ -25,6 +25,7 @@ enum LinkKey {
     LeaseTime,
     StaticLease,
     SendRa,
+    Planetary,
 }
 
 const LINK_KEYS: &[(&str, LinkKey)] = &[
@@ -38,6 +39,7 @@ const LINK_KEYS: &[(&str, LinkKey)] = &[
     ("LeaseTime", LinkKey::LeaseTime),
     ("StaticLease", LinkKey::StaticLease),
     ("SendRA", LinkKey::SendRa),
+    ("Planetary", LinkKey::Planetary),
 ];
 
 pub(super) struct LinkBuilder {
@@ -57,6 +59,7 @@ pub(super) struct LinkBuilder {
     /// `(mac, address, line)` of every `StaticLease`.
     static_leases: Vec<(EthernetAddress, Ipv4Address, usize)>,
     send_ra: Single<bool>,
+    planetary: Single<bool>,
 }
 
 impl LinkBuilder {
@@ -76,6 +79,7 @@ impl LinkBuilder {
             lease_time: Single::default(),
             static_leases: Vec::new(),
             send_ra: Single::default(),
+            planetary: Single::default(),
         }
     }
 
@@ -127,6 +131,7 @@ impl LinkBuilder {
             }),
             LinkKey::DhcpServer => self.dhcp_server.set(seen, name, line, |_| yes_no(name, value)),
             LinkKey::SendRa => self.send_ra.set(seen, name, line, |_| yes_no(name, value)),
+            LinkKey::Planetary => self.planetary.set(seen, name, line, |_| yes_no(name, value)),
             LinkKey::LeaseTime => self.lease_time.set(seen, name, line, |_| lease_time(value)),
             LinkKey::StaticLease => {
                 if let Err(message) = self.static_lease(line, value) {
@@ -221,6 +226,7 @@ impl LinkBuilder {
             ("LeaseTime", self.lease_time.line),
             ("StaticLease", self.static_leases.first().map(|l| l.2)),
             ("SendRA", self.send_ra.line),
+            ("Planetary", self.planetary.line),
         ];
         let mut dhcp = None;
         match role {
@@ -285,6 +291,7 @@ impl LinkBuilder {
             egress_nat: self.egress_nat.value == Some(true),
             dhcp,
             send_ra: role == Role::Segment && self.send_ra.value.unwrap_or(true),
+            planetary: role == Role::Segment && self.planetary.value == Some(true),
             line: self.header,
         })
     }

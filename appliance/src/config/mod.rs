@@ -61,6 +61,12 @@
 //! Zone = example.org                # repeatable; the services' names in it are answered
 //! NameServer = ns1.example.org, 203.0.113.10   # repeatable: a name and its glue
 //! TTL = 30                          # optional; Hostmaster, Listen, RateLimit (dns.rs)
+//!
+//! [Mycelium]                        # optional, at most one: a Planetary Network node
+//! PrivateKey = <64 hex digits>      # or base64: the 32 octets of mycelium's key file
+//! Peer = tcp://203.0.113.7:9651     # repeatable
+//! Listen = yes                      # optional: no (default), yes (9651) or a port
+//! # and Planetary = yes on (at most) one segment [Link]
 //! ```
 //!
 //! Comments start with `#` or `;`, on their own line or after a value. Section and key
@@ -74,7 +80,7 @@
 //!
 //! Files: `lines` (line splitting, comments, headers), `values` (one value at a time),
 //! `parser` (the pass over the file), `link` / `interface` / `peer` / `routing` /
-//! `metrics` / `gateway` / `service` / `dns` (one section kind each), `shared` (what they
+//! `metrics` / `gateway` / `service` / `dns` / `mycelium` (one section kind each), `shared` (what they
 //! have in common), `keys` (WireGuard keys).
 
 mod dns;
@@ -84,6 +90,7 @@ mod keys;
 mod lines;
 mod link;
 mod metrics;
+mod mycelium;
 mod parser;
 mod peer;
 mod routing;
@@ -108,6 +115,7 @@ pub use dns::{DnsConfig, DnsName};
 pub use keys::{PublicKey, SecretKey, KEY_BASE64_LEN, KEY_LEN};
 pub use lines::MAX_LINE_LEN;
 pub use metrics::{DEFAULT_METRICS_PORT, MAX_METRICS_LISTEN};
+pub use mycelium::{MyceliumConfig, MAX_MYCELIUM_PEERS};
 
 /// The largest config file accepted, in bytes.
 pub const MAX_CONFIG_LEN: usize = 64 * 1024;
@@ -197,6 +205,8 @@ pub struct Config {
     pub gateway: Option<GatewayConfig>,
     /// The gateway's authoritative DNS server, if it runs one (`dns.rs`).
     pub dns: Option<DnsConfig>,
+    /// The Planetary Network node, if the appliance is one (`config/mycelium.rs`).
+    pub mycelium: Option<MyceliumConfig>,
 }
 
 /// The `[Gateway]` section with the `[Service]`s it serves.
@@ -322,6 +332,8 @@ pub struct LinkConfig {
     pub dhcp: Option<DhcpSettings>,
     /// Whether a segment sends IPv6 router advertisements.
     pub send_ra: bool,
+    /// `Planetary = yes`: the segment gets the Mycelium node's /64 and 400::/7.
+    pub planetary: bool,
     /// Line of the `[Link]` header, for messages about this link later on.
     pub line: usize,
 }
@@ -420,6 +432,7 @@ impl Config {
                 egress_nat: false,
                 dhcp: None,
                 send_ra: false,
+                planetary: false,
                 line: DEFAULT_LINK_LINE,
             }],
             interface: None,
@@ -428,6 +441,7 @@ impl Config {
             gateway: None,
             metrics: None,
             dns: None,
+            mycelium: None,
         }
     }
 

@@ -17,6 +17,7 @@ use super::interface::InterfaceBuilder;
 use super::lines::{lines, BadLine, Line};
 use super::link::LinkBuilder;
 use super::metrics::{self, MetricsBuilder};
+use super::mycelium::{self, MyceliumBuilder};
 use super::peer::PeerBuilder;
 use super::routing::RoutingBuilder;
 use super::service::{Claimed, ServiceBuilder};
@@ -66,6 +67,7 @@ enum Section {
     Gateway(GatewayBuilder),
     Service(ServiceBuilder),
     Dns(DnsBuilder),
+    Mycelium(MyceliumBuilder),
 }
 
 #[derive(Default)]
@@ -95,6 +97,8 @@ struct Parser {
     services: Vec<ServiceConfig>,
     /// The `[DNS]` section, finished at the end of the file with the gateway.
     dns: Option<DnsBuilder>,
+    mycelium_header: Option<usize>,
+    mycelium: Option<super::MyceliumConfig>,
 }
 
 impl Parser {
@@ -117,6 +121,7 @@ impl Parser {
                 Section::Gateway(gateway) => gateway.damaged = true,
                 Section::Service(service) => service.damaged = true,
                 Section::Dns(d) => d.damaged = true,
+                Section::Mycelium(m) => m.damaged = true,
             }
         }
     }
@@ -222,11 +227,26 @@ impl Parser {
                 );
             }
             Section::Dns(DnsBuilder::new(line, first.is_none()))
+        } else if name.eq_ignore_ascii_case("Mycelium") {
+            let keep = match self.mycelium_header {
+                Some(first) => {
+                    self.seen.error(
+                        line,
+                        format!("second [Mycelium] section; there can be only one (the first is at line {first})"),
+                    );
+                    false
+                }
+                None => {
+                    self.mycelium_header = Some(line);
+                    true
+                }
+            };
+            Section::Mycelium(MyceliumBuilder::new(line, keep))
         } else {
             self.seen.error(
                 line,
                 format!(
-                    "unknown section [{name}]; expected [Link], [Interface], [Peer], [Routing], [Metrics], [Gateway], [Service] or [DNS]"
+                    "unknown section [{name}]; expected [Link], [Interface], [Peer], [Routing], [Metrics], [Gateway], [Service], [DNS] or [Mycelium]"
                 ),
             );
             Section::Skip
@@ -249,6 +269,7 @@ impl Parser {
             Section::Gateway(gateway) => gateway.entry(seen, line, key, value),
             Section::Service(service) => service.entry(seen, line, key, value),
             Section::Dns(d) => d.entry(seen, line, key, value),
+            Section::Mycelium(m) => m.entry(seen, line, key, value),
         }
     }
 
@@ -298,6 +319,11 @@ impl Parser {
             // reports its own errors.
             Section::Dns(d) if self.dns.is_none() => self.dns = Some(d),
             Section::Dns(_) => {}
+            Section::Mycelium(m) => {
+                if let Some(m) = m.finish(&mut self.seen) {
+                    self.mycelium = Some(m);
+                }
+            }
         }
     }
 
@@ -344,6 +370,12 @@ impl Parser {
                 links_ok,
             )
         });
+        mycelium::check(
+            &mut self.seen,
+            self.mycelium.as_ref(),
+            self.mycelium_header,
+            &self.links,
+        );
         if !self.seen.errors.is_empty() {
             return Err(self.seen.errors.into_sorted());
         }
@@ -355,6 +387,7 @@ impl Parser {
             metrics: self.metrics,
             gateway,
             dns,
+            mycelium: self.mycelium,
         })
     }
 

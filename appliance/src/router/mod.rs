@@ -16,10 +16,12 @@
 //! answers itself: ARP, NDP, router advertisements, DHCP), `packet` (header writers,
 //! checksums, ICMP errors, fragmentation), `neighbor` (the bounded ARP/NDP cache), `ring`
 //! (fixed packet queues), `dhcp` (the segment's DHCPv4 server), `ra` (router
-//! advertisements), `nat` (masquerade).
+//! advertisements), `nat` (masquerade), `mycelium_port` (the Planetary Network's port and
+//! its privacy rules).
 
 mod control;
 pub mod dhcp;
+pub mod mycelium_port;
 pub mod nat;
 pub mod neighbor;
 pub mod packet;
@@ -29,6 +31,7 @@ pub mod ring;
 pub mod routing_port;
 pub mod table;
 
+pub use mycelium_port::{MyceliumPort, MyceliumPortCounters};
 pub use ports::{eui64_link_local, Link, LinkCounters, LocalPort, TunnelPort};
 pub use routing_port::{tunnel_link_local, RoutingDatagram, RoutingPort, BABEL_GROUP, BABEL_PORT};
 pub use table::{Hop, Origin, Route, RouteTable};
@@ -188,6 +191,8 @@ pub struct Router<D, R> {
     pub local: LocalPort,
     /// The routing protocol's datagrams, when the appliance runs it.
     pub routing: Option<RoutingPort>,
+    /// The Mycelium overlay, when the appliance is a node (`mycelium_port`).
+    pub mycelium: Option<MyceliumPort>,
     routes: RouteTable,
     /// Addresses the tunnel's `[Interface]` gives the appliance.
     tunnel_addrs: Vec<IpCidr>,
@@ -329,6 +334,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             tunnel,
             local: LocalPort::new(local_mtu),
             routing: None,
+            mycelium: None,
             routes,
             tunnel_addrs,
             pending: Pending::new(PENDING),
@@ -355,6 +361,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 v.extend(l.addrs.iter().copied());
             }
         }
+        v.extend(self.mycelium_local_address());
         v
     }
 
@@ -551,6 +558,9 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                     return self.unmasqueraded(i, pkt);
                 }
             }
+        }
+        if v6 && self.mycelium_filter(From::Link(i), pkt) {
+            return;
         }
         match self.local_for(From::Link(i), dst) {
             Some(true) => return self.deliver_local(pkt),
@@ -795,6 +805,9 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
     /// Routes one IP packet (valid header, exact length) that came from `from`.
     fn forward(&mut self, from: From, pkt: &mut [u8]) {
         let v6 = pkt[0] >> 4 == 6;
+        if v6 && !matches!(from, From::Link(_)) && self.mycelium_filter(from, pkt) {
+            return;
+        }
         let dst = dst_of(pkt);
         if let From::Link(_) | From::Peer(_) = from {
             match self.local_for(from, dst) {

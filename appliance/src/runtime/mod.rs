@@ -8,6 +8,7 @@
 
 mod dns;
 mod gateway;
+mod mycelium;
 mod routing;
 mod services;
 mod tunnel;
@@ -58,6 +59,8 @@ pub struct Appliance<D, R> {
     gateway: Option<gateway::GatewayService>,
     /// Its authoritative DNS, when the config has `[DNS]`.
     dns: Option<dns::DnsService>,
+    /// The Mycelium node, when the config has `[Mycelium]`.
+    mycelium: Option<mycelium::MyceliumService>,
     /// When the appliance started (the metrics' uptime).
     started: Instant,
     /// The time of the latest poll.
@@ -78,7 +81,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         config: &Config,
         nics: Vec<D>,
         opts: Options,
-        rng: Option<R>,
+        mut rng: Option<R>,
         now_us: u64,
     ) -> Result<Self, Vec<ConfigError>> {
         let now = Instant::from_micros(now_us as i64);
@@ -156,6 +159,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             })
             .collect();
         let link_cfgs: Vec<&LinkConfig> = chosen.iter().map(|c| c.1).collect();
+        let mycelium_seed = mycelium::seed(config, rng.as_mut(), &mut errors);
         let tunnel = match (&config.interface, rng) {
             (None, _) => None,
             (Some(i), None) => {
@@ -181,7 +185,12 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         for (k, (i, link)) in chosen.into_iter().enumerate() {
             let Some(dev) = slots[i].take() else { continue };
             let seed = opts.seed ^ (k as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            links.push(Link::new(dev, link, seed, now));
+            links.push(Link::new(
+                dev,
+                &mycelium::link_config(config, link),
+                seed,
+                now,
+            ));
         }
         let tunnel_addrs = config
             .interface
@@ -189,6 +198,9 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             .map(|i| i.addresses.clone())
             .unwrap_or_default();
         let mut router = Router::new(links, tunnel, tunnel_addrs, now);
+        if let Some(m) = &config.mycelium {
+            router.attach_mycelium(mycelium::node_address(m));
+        }
         let mut cfg = IfaceConfig::new(HardwareAddress::Ip);
         cfg.random_seed = opts.seed;
         let mut iface = Interface::new(cfg, &mut router.local, now);
@@ -230,7 +242,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         let gateway = config.gateway.as_ref().map(|g| {
             gateway::GatewayService::new(
                 g,
-                config.inner_addresses(),
+                mycelium::gateway_sources(config),
                 &mut services.sockets,
                 opts.seed,
                 now,
@@ -248,6 +260,17 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             Some(Ok(d)) => Some(d),
             None => None,
         };
+        let mycelium = match (&config.mycelium, mycelium_seed) {
+            (Some(m), Some(seed)) => Some(mycelium::MyceliumService::new(
+                config,
+                m,
+                seed,
+                &mut services.sockets,
+                opts.seed,
+                now,
+            )),
+            _ => None,
+        };
         let stats = opts.stats_secs.map(|s| {
             let every = Duration::from_secs(s as u64);
             (every, now + every)
@@ -260,6 +283,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             metrics,
             gateway,
             dns,
+            mycelium,
             started: now,
             now,
             stats,
@@ -326,6 +350,9 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
                 let _ = writeln!(out);
             }
         }
+        if let Some(m) = &self.mycelium {
+            m.describe(self.router.mycelium.as_ref().and_then(|p| p.segment), out);
+        }
     }
 
     /// Re-arms every NIC's interrupt before the CPU sleeps; `true` if a frame arrived
@@ -391,6 +418,14 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
                 busy |= d.run(&mut self.services.sockets, now, &|s| g.serving(s, now));
             }
         }
+        if let Some(m) = self.mycelium.as_mut() {
+            busy |= m.run(
+                &mut self.router,
+                &mut self.iface,
+                &mut self.services.sockets,
+                now,
+            );
+        }
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);
         busy |= self.router.drain_local();
@@ -444,6 +479,9 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         }
         if let Some(d) = &self.dns {
             d.write_status(out);
+        }
+        if let Some(m) = &self.mycelium {
+            m.write_status(&self.router, out);
         }
         if let Some(t) = self.tunnel_counters() {
             let _ = write!(

@@ -192,13 +192,20 @@ impl Services {
 
 /// The address of ours a packet to `dst` leaves from: one in the same subnet, else the
 /// first global one of the same family.
+/// A destination inside the Planetary Network's 400::/7 gets a source inside it too (the
+/// node's address), and any other destination one outside it.
 pub(crate) fn source_for(addrs: &[IpCidr], dst: &IpAddress) -> Option<IpAddress> {
+    let overlay = |a: &IpAddress| match a {
+        IpAddress::Ipv6(a) => crate::mycelium::global_subnet().contains(*a),
+        IpAddress::Ipv4(_) => false,
+    };
     addrs
         .iter()
         .find(|c| c.contains_addr(dst))
         .or_else(|| {
             addrs.iter().find(|c| {
                 c.address().version() == dst.version()
+                    && overlay(&c.address()) == overlay(dst)
                     && !matches!(c.address(), IpAddress::Ipv6(a) if a.is_unicast_link_local())
             })
         })

@@ -1,6 +1,7 @@
 //! The `vdcnet` subcommands, one module each, and a small argument reader they share.
 
 pub mod bench;
+pub mod bench_mycelium;
 pub mod bench_routing;
 pub mod build;
 pub mod check;
