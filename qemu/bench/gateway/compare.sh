@@ -78,8 +78,19 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/gwbench.XXXXXX")"
 chmod 755 "$work"
 pids=() # backends, for the whole run
 qpid=   # the VM under test
+descendants() { # every process below $1, deepest first
+    local c
+    for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        descendants "$c"
+        echo "$c"
+    done
+}
 cleanup() {
     set +e
+    # Subshells of a search still running (an interrupted run), and what they started.
+    for pid in $(descendants $$); do
+        case " ${pids[*]} " in *" $pid "*) ;; *) kill "$pid" 2>/dev/null ;; esac
+    done
     [ -z "$qpid" ] || { kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null; }
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
@@ -246,6 +257,17 @@ measure() {
     [ "$(client curl -s --cacert "$work/cert.pem" https://shop.example.org/)" = tls ] ||
         die "$name: shop does not verify end to end"
 
+    # What the guest's virtio-net driver negotiated, as QEMU set it on the tap (checksum
+    # and segmentation offloads let a guest move 64 KiB segments instead of 1,500-byte frames).
+    if command -v ethtool >/dev/null; then
+        echo "tap_offloads=$(ip netns exec gwb-client ethtool -k gwb-pub 2>/dev/null |
+            sed -n 's/^\(tx-checksumming\|tcp-segmentation-offload\): \([a-z]*\).*/\1=\2/p' | tr '\n' ' ')" >>"$out"
+    fi
+    # The round trip client -> VM (each answers ping itself): for reading the bulk figure.
+    local p
+    p="$(client ping -q -c 20 -i 0.2 "$PUB" 2>&1 || true)"
+    echo "ping_rtt_ms=$(sed -n 's|.*= [0-9.]*/\([0-9.]*\)/.*|\1|p' <<<"$p")" >>"$out"
+
     say "$name: HTTP keep-alive (wrk -c$conns ${secs}s)"
     client wrk -t1 -c"$conns" -d"${secs}s" http://www.example.org/ >"$work/$name.wrk-ka" 2>&1 || true
     echo "http_keepalive_rps=$(awk '/^Requests\/sec:/ { print $2 }' "$work/$name.wrk-ka")" >>"$out"
@@ -307,6 +329,9 @@ holds_at() {
         r="booted and serving" rc=0
     else
         r="$(client python3 "$here/hold.py" client "$PUB" 7000 "$n" http://www.example.org/ 2>"$log.hold-err")" && rc=0 || rc=$?
+        # The request served meanwhile is reported, not judged (a failure there is not
+        # about memory); every one is listed at the end.
+        echo "$system -m $m: ${r:-nothing}" >>"$work/hold-requests.txt"
     fi
     kill -0 "$qpid" 2>/dev/null || { r="$r (VM exited: $(tail -n 2 "$log" | tr -d '\r' | tr '\n' ' '))"; rc=1; }
     local s
@@ -372,7 +397,7 @@ echo "clients in ns gwb-client ($CLIENT), backend nginx in ns gwb-backend ($BACK
 printf '\n%-22s' figure
 for nm in "${names[@]}"; do printf ' %12s' "$nm"; done
 printf '  %s\n' "vdcnet/HAProxy (means)"
-for k in http_keepalive_rps http_newconn_rps tls_newconn_cps bulk_mbps ready_s serve_s; do
+for k in http_keepalive_rps http_newconn_rps tls_newconn_cps bulk_mbps ping_rtt_ms ready_s serve_s; do
     printf '%-22s' "$k"
     for nm in "${names[@]}"; do printf ' %12s' "$(get "$nm" $k)"; done
     v="$(mean_of vdcnet $k)" h="$(mean_of haproxy $k)"
@@ -392,17 +417,21 @@ if [ "$mem_search" = 1 ]; then
         printf '  vdcnet/HAProxy for %d connections: %.2fx the RAM\n' "$hold" "$(echo "${memfig[vdcnet]} / ${memfig[haproxy]}" | bc -l)"
     fi
 fi
-echo "(ready_s, serve_s: QEMU start -> ready line / -> all three services answer; lower is better)"
+if [ -s "$work/hold-requests.txt" ]; then
+    echo "  each hold test: paced echoes (judged); a request for www (curl=HTTP status) and all $hold echoing at once (burst_*) while held (reported only):"
+    sed 's/^/    /' "$work/hold-requests.txt"
+fi
+echo "(ping_rtt_ms: ping -c 20 -i 0.2 client -> VM; ready_s, serve_s: QEMU start -> ready line / -> all three services answer; lower is better)"
 echo
 echo "errors and stats lines:"
 for nm in "${names[@]}"; do
-    for k in http_keepalive_err http_newconn_err tls_newconn_err bulk_bytes bulk_http \
+    for k in http_keepalive_err http_newconn_err tls_newconn_err bulk_bytes bulk_http tap_offloads \
         stats_after_keepalive stats_after_newconn stats_after_tls stats_after_bulk; do
         echo "  $nm $k: $(get "$nm" $k)"
     done
 done
 echo
-for nm in "${names[@]}"; do sed "s/^/gw_${nm//-/_}_/" "$work/$nm.txt" | grep -v '^gw_.*_stats_\|_err=\|_http=\|_bytes='; done
+for nm in "${names[@]}"; do sed "s/^/gw_${nm//-/_}_/" "$work/$nm.txt" | grep -v '^gw_.*_stats_\|_err=\|_http=\|_bytes=\|_offloads='; done
 if [ "$mem_search" = 1 ]; then
     echo "gw_mem_hold_vdcnet_mib=${memfig[vdcnet]}"
     echo "gw_mem_hold_haproxy_mib=${memfig[haproxy]}"
