@@ -147,6 +147,7 @@ extern "C" fn kernel_main(info: u64, protocol: u32) -> ! {
         seed,
         ping: cmdline.ping.clone(),
         stats_secs: cmdline.stats_secs,
+        heap_bytes: Some(heap),
     };
     let mut appliance = match Appliance::new(&config, nics, opts, rng, now) {
         Ok(a) => a,

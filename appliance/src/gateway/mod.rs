@@ -504,6 +504,11 @@ impl Gateway {
         }
     }
 
+    /// Client connections allowed at once.
+    pub fn max_connections(&self) -> usize {
+        self.shared.limits.max_connections
+    }
+
     /// Client connections open now.
     pub fn open_connections(&self) -> usize {
         self.open

@@ -60,7 +60,9 @@ const BURST: usize = 32;
 /// Packets waiting for a neighbour, across all links.
 const PENDING: usize = 32;
 /// Queue depth each way between the router and the local stack.
-const LOCAL_RING: usize = 64;
+/// Packets waiting between the router and the local stack, each way (a gateway's 1,000
+/// connections may all speak at once).
+const LOCAL_RING: usize = 256;
 /// Room in front of an encrypted datagram for its IPv6 + UDP headers.
 const HEADROOM: usize = IPV6_HEADER + UDP_HEADER;
 /// Buffer for one datagram: headroom plus the largest WireGuard message we build.

@@ -52,6 +52,30 @@ pub const LINGER: Duration = Duration::from_secs(5);
 /// Local ports of backend and health check connections.
 pub const EPHEMERAL: RangeInclusive<u16> = 32768..=60999;
 
+/// What one client connection may cost at most, all told: both sockets' buffers, the
+/// sockets themselves, a head being read or rewritten, and the tables' share.
+pub const CONNECTION_COST: usize = CLIENT_BUFFERS.0
+    + CLIENT_BUFFERS.1
+    + BACKEND_BUFFERS.0
+    + BACKEND_BUFFERS.1
+    + 2 * 1024
+    + 8 * 1024;
+
+/// How many client connections a heap of `heap` bytes holds with a quarter to spare for
+/// everything else (at least 16).
+pub fn connections_that_fit(heap: usize) -> u16 {
+    (heap / 4 * 3 / CONNECTION_COST).clamp(16, usize::from(u16::MAX)) as u16
+}
+
+/// The sockets a gateway of `config` may have at once: listening ones, both sides of
+/// every connection, health checks, and as many again lingering.
+pub fn sockets_needed(config: &GatewayConfig) -> usize {
+    let ports = 2 + config.services.len();
+    let listeners = config.listen.len() * ports * BACKLOG;
+    let checks: usize = config.services.iter().map(|s| s.backends.len()).sum();
+    listeners + 2 * usize::from(config.max_connections) + checks + 64
+}
+
 /// What the runtime itself counts (the core counts the rest).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RuntimeCounters {
@@ -741,6 +765,22 @@ impl GatewayService {
             i += 1;
         }
         busy
+    }
+
+    /// The boot line: listeners, services, the connection limit.
+    pub fn describe(&self, out: &mut dyn Write) {
+        let _ = write!(out, "vdcnet: gateway");
+        for l in &self.listening {
+            if let Some(a) = l.endpoint.addr {
+                let _ = write!(out, " {a}:{}", l.endpoint.port);
+            }
+        }
+        let _ = writeln!(
+            out,
+            " services {} max_connections {}",
+            self.core.service_count(),
+            self.core.max_connections()
+        );
     }
 
     /// The gateway's part of the stats line.

@@ -528,3 +528,32 @@ fn the_gateway_answers_dns_for_its_names_with_itself_while_a_backend_is_up() {
     b.app.write_stats(&mut line);
     assert!(line.contains(" dns udp=4 "), "{line}");
 }
+
+#[test]
+fn the_connection_limit_is_cut_to_what_the_heap_holds() {
+    assert_eq!(gateway::connections_that_fit(1 << 20), 22);
+    assert_eq!(gateway::connections_that_fit(64 << 20), 1445);
+    assert_eq!(gateway::connections_that_fit(0), 16);
+    let text = format!(
+        "[Link]\nAddress = 203.0.113.10/24\n[Link]\nRole = segment\nAddress = 10.20.1.1/24\n\
+         [Gateway]\nListen = 203.0.113.10\n{HTTP_SHOP}"
+    );
+    let cfg = config::parse(text.as_bytes()).unwrap();
+    let (n1, _) = MockNic::new([0x52, 0x54, 0, 0, 0, 1]);
+    let (n2, _) = MockNic::new([0x52, 0x54, 0, 0, 0, 2]);
+    let opts = Options {
+        heap_bytes: Some(8 << 20),
+        ..Options::default()
+    };
+    let app = App::new(&cfg, vec![n1, n2], opts, None, 0).unwrap();
+    let mut line = String::new();
+    app.describe(&mut line);
+    let limit = gateway::connections_that_fit(8 << 20);
+    assert!(limit < 1024);
+    assert!(
+        line.contains(&format!(
+            "vdcnet: gateway 203.0.113.10:80 services 1 max_connections {limit}\n"
+        )),
+        "{line}"
+    );
+}

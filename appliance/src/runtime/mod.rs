@@ -45,6 +45,8 @@ pub struct Options {
     pub ping: Vec<IpAddress>,
     /// Print the counters on the console this often (`vdcnet.stats=`).
     pub stats_secs: Option<u32>,
+    /// The heap's size, when known: the gateway holds no more connections than fit in it.
+    pub heap_bytes: Option<usize>,
 }
 
 /// The running appliance.
@@ -224,7 +226,18 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         }) {
             let _ = iface.routes_mut().add_default_ipv6_route(v6);
         }
-        let mut services = Services::new();
+        // The gateway's connections bounded by the heap, and the socket set sized for
+        // them once (growing it by doubling would want a second, larger copy at once).
+        let gateway_config = config.gateway.as_ref().map(|g| {
+            let mut g = g.clone();
+            if let Some(heap) = opts.heap_bytes {
+                let fit = gateway::connections_that_fit(heap);
+                g.max_connections = g.max_connections.min(fit);
+            }
+            g
+        });
+        let sockets = 64 + gateway_config.as_ref().map_or(0, gateway::sockets_needed);
+        let mut services = Services::with_capacity(sockets);
         for target in &opts.ping {
             if !router.has_route(*target) {
                 return Err(alloc::vec![err(
@@ -239,7 +252,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             .as_ref()
             .and_then(|r| routing::Routing::start(r, config, &mut router, opts.seed, now));
         let metrics = MetricsServer::new(&config.metrics_listen(), &mut services.sockets);
-        let gateway = config.gateway.as_ref().map(|g| {
+        let gateway = gateway_config.as_ref().map(|g| {
             gateway::GatewayService::new(
                 g,
                 mycelium::gateway_sources(config),
@@ -352,6 +365,9 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         }
         if let Some(m) = &self.mycelium {
             m.describe(self.router.mycelium.as_ref().and_then(|p| p.segment), out);
+        }
+        if let Some(g) = &self.gateway {
+            g.describe(out);
         }
     }
 

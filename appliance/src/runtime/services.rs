@@ -33,9 +33,10 @@ pub(crate) struct Services {
 }
 
 impl Services {
-    /// TCP echo listening on [`ECHO_PORT`], no probes yet.
-    pub fn new() -> Services {
-        let mut sockets = SocketSet::new(Vec::new());
+    /// TCP echo listening on [`ECHO_PORT`], no probes yet; room for `sockets` sockets in
+    /// all before the set grows.
+    pub fn with_capacity(sockets: usize) -> Services {
+        let mut sockets = SocketSet::new(Vec::with_capacity(sockets));
         let mut echo = Vec::new();
         for _ in 0..ECHO_SOCKETS {
             let mut s = tcp::Socket::new(
