@@ -133,6 +133,64 @@ fn link_mtu(l: &LinkConfig) -> u16 {
 }
 
 /// What the node will do, in words.
+/// The gateway, its DNS and the Mycelium node, one line or two each.
+fn overlay_and_services(cfg: &Config, s: &mut String) {
+    if let Some(g) = &cfg.gateway {
+        let _ = writeln!(
+            s,
+            "  gateway (line {}): on {}, HTTP port {}, TLS port {}, at most {} connections",
+            g.line,
+            list(g.listen.iter().map(|a| a.to_string())),
+            g.http_port,
+            g.tls_port,
+            g.max_connections
+        );
+        for svc in &g.services {
+            let mode = match svc.mode {
+                config::ServiceMode::Tls => String::from("tls, by SNI"),
+                config::ServiceMode::Http => String::from("http, by Host"),
+                config::ServiceMode::Tcp { port } => format!("tcp, port {port}"),
+            };
+            let proxy = if svc.proxy_protocol { ", PROXY v2" } else { "" };
+            let _ = writeln!(
+                s,
+                "    service {} ({mode}{proxy}): {}",
+                svc.name,
+                list(svc.backends.iter().map(|b| b.to_string()))
+            );
+        }
+        if !g.peers.is_empty() {
+            let _ = writeln!(
+                s,
+                "    peer gateways: {}",
+                list(g.peers.iter().map(|a| a.to_string()))
+            );
+        }
+    }
+    if let Some(d) = &cfg.dns {
+        let _ = writeln!(
+            s,
+            "  DNS (line {}): authoritative for {} on {} port 53, TTL {} s, {} name(s)",
+            d.line,
+            d.zones.join(", "),
+            list(d.listen.iter().map(|a| a.to_string())),
+            d.ttl,
+            d.names.len()
+        );
+    }
+    if let Some(m) = &cfg.mycelium {
+        let _ = writeln!(
+            s,
+            "  Mycelium (line {}): peers {}{}",
+            m.line,
+            list(m.peers.iter().map(|(a, p)| format!("tcp://{a}:{p}"))),
+            m.listen
+                .map(|p| format!(", listening on {p}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
 pub fn summary(cfg: &Config) -> String {
     let mut s = String::new();
     for (n, l) in cfg.links.iter().enumerate() {
@@ -243,9 +301,16 @@ pub fn summary(cfg: &Config) -> String {
                     let _ = writeln!(s, "    router advertisements: none");
                 }
                 let _ = writeln!(s, "    routed to the other segments and the tunnel's peers");
+                if l.planetary {
+                    let _ = writeln!(
+                        s,
+                        "    on the Planetary Network: the Mycelium node's /64 and 400::/7"
+                    );
+                }
             }
         }
     }
+    overlay_and_services(cfg, &mut s);
     let Some(i) = &cfg.interface else {
         let _ = writeln!(s, "  no tunnel ([Interface])");
         return s;
@@ -384,5 +449,26 @@ PersistentKeepalive = 25
             errors.iter().any(|e| e.message.contains("at most")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn the_gateway_its_dns_and_the_mycelium_node_are_summarised() {
+        let text = "[Link]\nAddress = 203.0.113.10/24\n[Link]\nRole = segment\nAddress = 10.20.1.1/24\n\
+                    Planetary = yes\n[Gateway]\nListen = 203.0.113.10\nPeer = 10.20.2.1\n\
+                    [Service]\nName = shop.example.org\nMode = tls\nBackend = 10.20.1.10:443\nProxyProtocol = v2\n\
+                    [DNS]\nZone = example.org\nNameServer = ns1.example.org, 203.0.113.10\n\
+                    [Mycelium]\nPrivateKey = 0000000000000000000000000000000000000000000000000000000000000001\n\
+                    Peer = tcp://203.0.113.7:9651\n";
+        let s = check(text.as_bytes()).unwrap();
+        for want in [
+            "    on the Planetary Network: the Mycelium node's /64 and 400::/7\n",
+            "  gateway (line 7): on 203.0.113.10, HTTP port 80, TLS port 443, at most 1024 connections\n",
+            "    service shop.example.org (tls, by SNI, PROXY v2): 10.20.1.10:443\n",
+            "    peer gateways: 10.20.2.1\n",
+            "  DNS (line 15): authoritative for example.org on 203.0.113.10 port 53, TTL 30 s, 1 name(s)\n",
+            "  Mycelium (line 18): peers tcp://203.0.113.7:9651\n",
+        ] {
+            assert!(s.contains(want), "no {want:?} in\n{s}");
+        }
     }
 }
