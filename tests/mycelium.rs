@@ -274,6 +274,31 @@ CheckInterval = 1000
         curl(hns, &[&format!("http://[{w1}]:8000/hello.txt")])
     });
     assert_eq!(body, "hello from workload 1\n");
+    // The node in node 1's metrics: its peer up, routes selected, packets delivered.
+    let metrics = format!("http://{}:9100/metrics", lab.nodes()[0].overlay_v4);
+    let body = eventually(SLOW, "node 1's metrics show its Mycelium peer up", || {
+        let body = curl(ws1, &[&metrics])?;
+        let has = |line: &str| body.lines().any(|l| l == line);
+        if has("vdcnet_mycelium_peers{state=\"up\"} 1") {
+            Ok(body)
+        } else {
+            Err(body)
+        }
+    });
+    let count = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count("vdcnet_mycelium_routes_selected") >= 1.0, "{body}");
+    assert!(
+        count("vdcnet_mycelium_packets_total{what=\"delivered\"}") >= 1.0,
+        "{body}"
+    );
+    assert!(
+        count("vdcnet_mycelium_packets_total{what=\"sealed\"}") >= 1.0,
+        "{body}"
+    );
 
     // Node 2's segment did not opt in: no 400::/7 address, and nothing gets through even
     // from an address made up inside node 2's /64.

@@ -82,6 +82,7 @@ pub fn collect<D: NetDevice, R: CryptoRngCore>(
         babel: None,
         gateway: None,
         dns: None,
+        mycelium: None,
         tunnel,
         service,
     }

@@ -5,7 +5,7 @@
 //! - `collect`: copies a [`Snapshot`] out of the router and the tunnel.
 //! - `exposition`: the text format (HELP/TYPE lines, samples, label escaping).
 //! - `http`: request heads (`httparse`), answers and per-connection timeouts, sans-I/O.
-//! - `gateway`: the web gateway's counters, services and backends; `dns`: its DNS server.
+//! - `gateway`: the web gateway's counters, services and backends; `dns`: its DNS server; `mycelium`: the Planetary Network node.
 //! - `server`: the TCP sockets on the local stack, one request per connection.
 //!
 //! Where it listens is the config's business ([`Config::metrics_listen`]): by default
@@ -20,12 +20,14 @@ mod dns;
 pub mod exposition;
 mod gateway;
 pub mod http;
+mod mycelium;
 mod server;
 mod snapshot;
 
 pub use collect::collect;
 pub use dns::DnsStats;
 pub use gateway::{BackendStats, GatewayServiceStats, GatewayStats};
+pub use mycelium::MyceliumStats;
 pub use server::{MetricsServer, LINGER, SOCKETS_PER_LISTEN};
 pub use snapshot::{
     BabelNeighbourStats, BabelStats, LinkStats, NatStats, PeerStats, RouteStats, ServiceCounters,

@@ -16,6 +16,7 @@ use smoltcp::wire::IpCidr;
 use super::dns::DnsStats;
 use super::exposition::{Exposition, Kind};
 use super::gateway::GatewayStats;
+use super::mycelium::MyceliumStats;
 use crate::router::nat::NatCounters;
 use crate::router::{Counters as RouterCounters, LinkCounters, ALL_DROPS};
 use crate::tunnel::counters::ALL_DROP_REASONS;
@@ -112,6 +113,8 @@ pub struct Snapshot {
     pub gateway: Option<GatewayStats>,
     /// Its authoritative DNS, when it runs one.
     pub dns: Option<DnsStats>,
+    /// The Mycelium node, when the appliance is one.
+    pub mycelium: Option<MyceliumStats>,
     pub service: ServiceCounters,
 }
 
@@ -209,6 +212,9 @@ impl Snapshot {
         }
         if let Some(d) = &self.dns {
             d.render(&mut e);
+        }
+        if let Some(m) = &self.mycelium {
+            m.render(&mut e);
         }
         self.render_service(&mut e);
         e.finish()

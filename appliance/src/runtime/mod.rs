@@ -409,12 +409,13 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
         self.iface
             .poll(now, &mut self.router.local, &mut self.services.sockets);
         busy |= self.services.run(&self.iface, now, console);
-        let (router, started, routing, gw, dns) = (
+        let (router, started, routing, gw, dns, myc) = (
             &self.router,
             self.started,
             &self.routing,
             &self.gateway,
             &self.dns,
+            &self.mycelium,
         );
         busy |= self
             .metrics
@@ -422,6 +423,7 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
                 let mut snap = crate::metrics::collect(router, started, now, wall_ns, service);
                 snap.babel = routing.as_ref().map(|r| r.stats(router));
                 snap.gateway = gw.as_ref().map(|g| g.stats(now));
+                snap.mycelium = myc.as_ref().map(|m| m.stats(router));
                 snap.dns = dns.as_ref().map(|d| crate::metrics::DnsStats {
                     counters: d.counters(),
                     not_listening: d.not_listening,

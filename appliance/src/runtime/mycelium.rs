@@ -620,6 +620,35 @@ impl MyceliumService {
     }
 
     /// The stats line's part: peers up, routes, traffic, drops.
+    /// What a scrape reports of the node.
+    pub fn stats<D, R>(&self, router: &Router<D, R>) -> crate::metrics::MyceliumStats {
+        let c = self.node.counters();
+        let r = self.counters;
+        crate::metrics::MyceliumStats {
+            peers: self.conns.len(),
+            peers_up: self
+                .conns
+                .iter()
+                .filter(|c| matches!(c.state, State::Up { .. }))
+                .count(),
+            routes: self.node.routes().filter(|r| r.selected).count(),
+            rx_bytes: c.rx_bytes,
+            sealed: c.sealed,
+            delivered: c.delivered,
+            relayed: c.forwarded,
+            no_route: c.no_route,
+            connects: r.connects,
+            connect_failures: r.connect_failures,
+            closed: r.closed,
+            framing: r.framing,
+            dead: r.dead,
+            refused: router
+                .mycelium
+                .as_ref()
+                .map_or(0, |p| p.counters.refused + p.counters.private),
+        }
+    }
+
     pub fn write_status<D, R>(&self, router: &Router<D, R>, out: &mut dyn Write) {
         let up = self
             .conns
