@@ -217,7 +217,10 @@ fn roamer(
     gateways: &[String; 2],
     tag: &str,
 ) -> (Killed, Killed) {
-    let ifname = format!("wgr{tag}");
+    // A name of this process's own: wireguard-go's control sockets share one directory
+    // across namespaces, and a killed one leaves its socket behind.
+    let ifname = format!("wgr{}{tag}", std::process::id() % 100_000);
+    let _ = std::fs::remove_file(format!("/var/run/wireguard/{ifname}.sock"));
     let wg = ns
         .command("wireguard-go")
         .args(["-f", &ifname])
@@ -364,6 +367,14 @@ impl Drop for Traffic {
     }
 }
 
+/// Node `i`'s latest stats line and its peer lines from boot.
+fn gateway_stats(lab: &Lab, i: usize) -> String {
+    let console = lab.vm(i).console();
+    let mut lines = console.matching("vdcnet: peer");
+    lines.extend(console.matching("vdcnet: stats").pop());
+    lines.join("\n")
+}
+
 #[track_caller]
 fn wait_until(what: &str, f: impl Fn() -> bool) -> Duration {
     let t = Instant::now();
@@ -465,12 +476,33 @@ fn several_gateways_keep_a_name_up_through_lost_gateways_and_nodes_and_moved_wor
         g && b.contains("roamer at a")
     });
     eprintln!("the workload with its own key served {took:.1?} after it started");
+    // Re-created elsewhere: the same host, another underlay address, a new wireguard-go
+    // with the same key (and a new MAC address, as a new VM would have).
     drop((wg_a, web_a));
-    drop(roamer_a);
-    let roamer_b = ok(UnderlayHost::attach(
-        lab.wire(),
-        &[format!("{}/24", ROAMER_AT[1])],
-    ));
+    let host = roamer_a.netns();
+    ok(host
+        .ip(&["addr", "flush", "dev", roamer_a.ifname()])
+        .map(|_| ()));
+    ok(host
+        .ip(&[
+            "link",
+            "set",
+            "dev",
+            roamer_a.ifname(),
+            "address",
+            "02:00:00:00:61:61",
+        ])
+        .map(|_| ()));
+    ok(host
+        .ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", ROAMER_AT[1]),
+            "dev",
+            roamer_a.ifname(),
+        ])
+        .map(|_| ()));
+    let roamer_b = roamer_a;
     let moved = Instant::now();
     let (_wg_b, _web_b) = roamer(
         roamer_b.netns(),
@@ -479,13 +511,24 @@ fn several_gateways_keep_a_name_up_through_lost_gateways_and_nodes_and_moved_wor
         &gateway_keys,
         "b",
     );
-    wait_until(
-        "the moved workload is served again under the same name",
-        || {
-            let (g, b) = get(client.name(), "app.example.org");
-            g && b.contains("roamer at b")
-        },
-    );
+    let t = Instant::now();
+    loop {
+        let (g, b) = get(client.name(), "app.example.org");
+        if g && b.contains("roamer at b") {
+            break;
+        }
+        if t.elapsed() > SLOW {
+            let wg = run_in(roamer_b.netns(), "wg", &["show", "all"]);
+            panic!(
+                "the moved workload is not served again under its name: {b}\nits wg show:\n{}\ngateway stats:\n{}\n{}\ndig: {:?}",
+                output_text(&wg),
+                gateway_stats(&lab, 0),
+                gateway_stats(&lab, 1),
+                dig(client, GW[0], "app.example.org"),
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
     eprintln!(
         "moved to {} with the same key: served again {:.1?} after it restarted there",
         ROAMER_AT[1],
