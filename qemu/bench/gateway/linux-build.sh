@@ -1,166 +1,17 @@
 #!/usr/bin/env bash
-# Builds the HAProxy VM of the gateway benchmark: the same kind of VM as the mesh
-# benchmark's Linux router (Debian 12's cloud kernel, a busybox initramfs), holding the
-# host's HAProxy (Debian's `haproxy` package) with its shared libraries, iproute2's `ip`,
-# the virtio-net modules, ./linux-init as /init and ./haproxy.cfg.
-#
-# The kernel and busybox .debs come from `apt-get download` into the mesh benchmark's cache
-# (<repo>/target/linux-router/debs, shared); the outputs go to
-#   $GW_CACHE/vmlinuz-<kver>, $GW_CACHE/initrd-<kver>.img and $GW_CACHE/gateway-linux.env
-# (GW_KVER=, GW_KERNEL=, GW_INITRD=, GW_HAPROXY=; sourced by compare.sh), whose path is
-# printed. Rebuilt only when an input changes.
+# Builds the HAProxy VM of the gateway benchmark with ../server-vm.sh: Debian's `haproxy`
+# with ./linux-init as /init and ./haproxy.cfg. Prints the env file's path (GW_KVER=,
+# GW_KERNEL=, GW_INITRD=, GW_HAPROXY=; sourced by compare.sh).
 #
 # Usage: qemu/bench/gateway/linux-build.sh       (root: apt-get, mknod)
-# Env:   GW_CACHE (default <repo>/target/gateway-linux)  LR_CACHE (the .deb cache's parent)
-#        LR_KERNEL_PKG (default: what linux-image-cloud-amd64 depends on)
+# Env:   GW_CACHE (default <repo>/target/gateway-linux), and those of ../server-vm.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
-debs="${LR_CACHE:-$repo/target/linux-router}/debs"
-out="${GW_CACHE:-$repo/target/gateway-linux}"
-
-log() { echo "gateway/linux-build: $*" >&2; }
-
-need_pkgs=()
-command -v apt-get >/dev/null || { log "needs apt-get (Debian)"; exit 1; }
-command -v cpio >/dev/null || need_pkgs+=(cpio)
-command -v depmod >/dev/null || need_pkgs+=(kmod)
-[ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
-[ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_pkgs+=(iproute2)
-if [ "${#need_pkgs[@]}" -gt 0 ]; then
-    log "installing ${need_pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q "${need_pkgs[@]}" >&2 || { apt-get update -q >&2 && apt-get install -y -q "${need_pkgs[@]}" >&2; }
-fi
-# The package's unit is not wanted on the host (policy-rc.d usually stops it anyway).
-if command -v systemctl >/dev/null && systemctl is-active -q haproxy 2>/dev/null; then
-    log "note: haproxy.service is running on the host; the benchmark does not use it"
-fi
-
-kpkg="${LR_KERNEL_PKG:-}"
-depends() {
-    apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-        awk '$1 == "Depends:" && $2 ~ /^linux-image-.*-cloud-amd64$/ { print $2; exit }'
-}
-[ -n "$kpkg" ] || kpkg="$(depends)"
-[ -n "$kpkg" ] || { apt-get update -q >&2; kpkg="$(depends)"; }
-[ -n "$kpkg" ] || { log "cannot find a linux-image-*-cloud-amd64 package"; exit 1; }
-kver="${kpkg#linux-image-}"
-
-mkdir -p "$debs" "$out"
-fetch() { # package -> path of its .deb (downloaded once, as root: see the mesh's build)
-    local deb
-    deb="$(ls "$debs/${1}_"*.deb 2>/dev/null | head -n1 || true)"
-    if [ -z "$deb" ]; then
-        log "downloading $1"
-        (cd "$debs" && apt-get -q -o APT::Sandbox::User=root download "$1" >&2) || {
-            apt-get update -q >&2
-            (cd "$debs" && apt-get -q -o APT::Sandbox::User=root download "$1" >&2)
-        }
-        deb="$(ls "$debs/${1}_"*.deb | head -n1)"
-    fi
-    echo "$deb"
-}
-kdeb="$(fetch "$kpkg")"
-bbdeb="$(fetch busybox-static)"
-
-unpack() { # deb dir
-    if [ ! -e "$2/.unpacked" ] || [ "$2/.unpacked" -ot "$1" ]; then
-        rm -rf "$2" && mkdir -p "$2"
-        dpkg-deb -x "$1" "$2"
-        touch "$2/.unpacked"
-    fi
-}
-kroot="$out/kernel-$kver"
-unpack "$kdeb" "$kroot"
-unpack "$bbdeb" "$out/busybox"
-moddir="$kroot/lib/modules/$kver"
-[ -s "$moddir/modules.dep" ] || depmod -b "$kroot" "$kver"
-
-# virtio_pci and virtio_net with their dependencies, in modprobe's order.
-order=()
-seen=" "
-for m in virtio_pci virtio_net; do
-    line="$(grep -E "(^|/)${m}\.ko(\.[gx]z|\.zst)?:" "$moddir/modules.dep" || true)"
-    if [ -z "$line" ]; then
-        grep -qE "/${m}\.ko" "$moddir/modules.builtin" && continue
-        log "module $m not found in $moddir"; exit 1
-    fi
-    read -r -a deps <<<"${line#*:}"
-    list=()
-    for ((i = ${#deps[@]} - 1; i >= 0; i--)); do list+=("${deps[i]}"); done
-    list+=("${line%%:*}")
-    for p in "${list[@]}"; do
-        case "$seen" in *" $p "*) continue ;; esac
-        seen+="$p "
-        order+=("$p")
-    done
-done
-
-ipbin="$(readlink -f "$(command -v ip)")"
-hapbin="$(readlink -f /usr/sbin/haproxy)"
-bbbin="$out/busybox/bin/busybox"
-hapver="$("$hapbin" -v | sed -n 's/^HAProxy version \([^ ]*\).*/\1/p')"
-
-stamp="$(
-    {
-        echo "$kdeb $bbdeb ${order[*]}"
-        sha256sum "$here/linux-init" "$here/linux-build.sh" "$here/haproxy.cfg" "$ipbin" "$hapbin" | awk '{ print $1 }'
-    } | sha256sum | awk '{ print $1 }'
-)"
-kernel="$out/vmlinuz-$kver"
-initrd="$out/initrd-$kver.img"
-if [ -s "$initrd" ] && [ -s "$kernel" ] && [ "$(cat "$out/initrd-$kver.stamp" 2>/dev/null)" = "$stamp" ]; then
-    log "up to date: $initrd"
-else
-    log "building initramfs for $kver with HAProxy $hapver (${#order[@]} modules)"
-    root="$out/root"
-    rm -rf "$root"
-    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,run,tmp,lib/modules}
-    chmod 1777 "$root/tmp"
-    cp "$bbbin" "$root/bin/busybox"
-    for applet in $("$bbbin" --list-full); do
-        case "$applet" in */ip | bin/busybox) continue ;; esac
-        mkdir -p "$root/$(dirname "$applet")"
-        [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
-    done
-    cp "$ipbin" "$root/usr/sbin/ip"
-    cp "$hapbin" "$root/usr/sbin/haproxy"
-    for lib in $(ldd "$ipbin" "$hapbin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\/.*[^:]$/ { print $1 }' | sort -u); do
-        mkdir -p "$root$(dirname "$lib")"
-        cp -L "$lib" "$root$lib"
-    done
-    : >"$root/etc/modules"
-    for p in "${order[@]}"; do
-        dst="${p%.xz}"; dst="${dst%.gz}"; dst="${dst%.zst}"
-        mkdir -p "$root/lib/modules/$(dirname "$dst")"
-        case "$p" in
-            *.xz) xz -dc "$moddir/$p" >"$root/lib/modules/$dst" ;;
-            *.gz) gzip -dc "$moddir/$p" >"$root/lib/modules/$dst" ;;
-            *.zst) zstd -qdc "$moddir/$p" >"$root/lib/modules/$dst" ;;
-            *) cp "$moddir/$p" "$root/lib/modules/$dst" ;;
-        esac
-        echo "$dst" >>"$root/etc/modules"
-    done
-    install -m 0755 "$here/linux-init" "$root/init"
-    install -m 0644 "$here/haproxy.cfg" "$root/etc/haproxy.cfg"
-    printf 'root:x:0:0:root:/:/bin/sh\n' >"$root/etc/passwd"
-    printf 'root:x:0:\n' >"$root/etc/group"
-    mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true
-    mknod -m 666 "$root/dev/null" c 1 3 2>/dev/null || true
-    (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) |
-        gzip -9 >"$initrd.tmp"
-    mv "$initrd.tmp" "$initrd"
-    cp "$kroot/boot/vmlinuz-$kver" "$kernel"
-    echo "$stamp" >"$out/initrd-$kver.stamp"
-    log "built $initrd ($(du -k "$initrd" | cut -f1) KiB gzip'd, $(du -sk "$root" | cut -f1) KiB unpacked)"
-    rm -rf "$root"
-fi
-
-cat >"$out/gateway-linux.env" <<EOF
-GW_KVER=$kver
-GW_KERNEL=$kernel
-GW_INITRD=$initrd
-GW_HAPROXY=$hapver
-EOF
-echo "$out/gateway-linux.env"
+SVM_NAME=gateway \
+SVM_OUT="${GW_CACHE:-$repo/target/gateway-linux}" \
+SVM_PACKAGE=haproxy SVM_BIN=/usr/sbin/haproxy \
+SVM_VERSION_RE='s/^HAProxy version \([^ ]*\).*/\1/p' \
+SVM_PREFIX=GW SVM_VERSION_VAR=GW_HAPROXY \
+SVM_FILES="$here/linux-init:init:0755 $here/haproxy.cfg:etc/haproxy.cfg" \
+    exec "$here/../server-vm.sh"
