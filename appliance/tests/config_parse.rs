@@ -933,7 +933,7 @@ fn bad_dhcp_settings_name_their_line() {
         ),
         (
             "StaticLease = 52:54:00:aa:bb:01, 10.20.2.5",
-            "is not inside any IPv4 subnet",
+            "outside this segment's subnets: a workload visiting from another segment needs [Routing]",
         ),
         (
             "StaticLease = 52:54:00:aa:bb:01, 10.20.1.1",
@@ -964,6 +964,47 @@ fn bad_dhcp_settings_name_their_line() {
         4,
         "DHCPServer = yes needs an IPv4 Address",
     );
+}
+
+/// A node with a segment 10.20.3.0/24, a tunnel and `[Routing]` over 10.20.0.0/16; the
+/// segment's `StaticLease` line is line 4.
+fn visited(lease: &str) -> String {
+    format!(
+        "[Link]\nRole = segment\nAddress = 10.20.3.1/24\nStaticLease = {lease}\n\
+         [Link]\nAddress = 192.168.100.3/24\n\
+         [Interface]\nPrivateKey = {ALICE_PRIVATE_B64}\nAddress = 10.20.250.3/32\n\
+         [Routing]\nNetworks = 10.20.0.0/16\n"
+    )
+}
+
+#[test]
+fn a_static_lease_of_another_segment_is_kept_for_a_visiting_workload() {
+    let c = ok(&visited("52:54:00:aa:bb:01, 10.20.1.10"));
+    let dhcp = c.links[0].dhcp.as_ref().expect("the segment's DHCP server");
+    assert_eq!(
+        dhcp.static_leases,
+        vec![(
+            EthernetAddress([0x52, 0x54, 0, 0xaa, 0xbb, 1]),
+            Ipv4Address::new(10, 20, 1, 10)
+        )]
+    );
+    for (lease, needle) in [
+        (
+            "52:54:00:aa:bb:01, 10.30.1.10",
+            "outside this segment's subnets and outside the VDC's Networks",
+        ),
+        (
+            "52:54:00:aa:bb:01, 192.168.100.3",
+            "is one of this node's own addresses",
+        ),
+        (
+            "52:54:00:aa:bb:01, 10.20.250.3",
+            "is one of this node's own addresses",
+        ),
+        ("52:54:00:aa:bb:01, 224.0.0.5", "not a unicast host address"),
+    ] {
+        assert_error(&visited(lease), 4, needle);
+    }
 }
 
 // --- [Routing] --------------------------------------------------------------------------

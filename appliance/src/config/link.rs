@@ -194,7 +194,13 @@ impl LinkBuilder {
         }
     }
 
-    pub(super) fn finish(self, seen: &mut Seen) -> Option<LinkConfig> {
+    /// The link's config; a `StaticLease` outside its subnets (a visiting workload's) goes
+    /// to `visiting` with its line, for the checks that need the whole file.
+    pub(super) fn finish(
+        self,
+        seen: &mut Seen,
+        visiting: &mut Vec<(Ipv4Address, usize)>,
+    ) -> Option<LinkConfig> {
         if !self.addresses.given && !self.damaged {
             seen.error(
                 self.header,
@@ -258,7 +264,10 @@ impl LinkBuilder {
                 }
                 if wanted && !v4.is_empty() {
                     for &(mac, ip, line) in &self.static_leases {
-                        if let Some(message) = check_lease(&v4, ip) {
+                        let addr = IpAddress::Ipv4(ip);
+                        if !v4.iter().any(|c| c.contains_addr(&addr)) {
+                            visiting.push((ip, line));
+                        } else if let Some(message) = check_lease(&v4, ip) {
                             seen.error(line, format!("StaticLease {mac} {ip}: {message}"));
                         }
                     }
@@ -334,8 +343,6 @@ fn check_lease(v4: &[IpCidr], ip: Ipv4Address) -> Option<&'static str> {
     let addr = IpAddress::Ipv4(ip);
     if v4.iter().any(|c| c.address() == addr) {
         Some("is this [Link]'s own address")
-    } else if !v4.iter().any(|c| c.contains_addr(&addr)) {
-        Some("is not inside any IPv4 subnet of this [Link]")
     } else if let Some(kind) = ipv4_subnet_edge(v4, addr) {
         Some(if kind == "network" {
             "is the network address of its subnet"

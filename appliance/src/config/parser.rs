@@ -26,6 +26,7 @@ use super::{
     Config, ConfigError, InterfaceConfig, LinkConfig, MetricsConfig, PeerConfig, Role,
     RoutingConfig, ServiceConfig, MAX_CONFIG_LEN, MAX_LINKS, MAX_PEERS, MAX_SERVICES,
 };
+use smoltcp::wire::{IpAddress, Ipv4Address};
 
 pub(super) fn parse(text: &[u8]) -> Result<Config, Vec<ConfigError>> {
     let mut parser = Parser::default();
@@ -79,6 +80,8 @@ struct Parser {
     unreadable_lines: bool,
     link_headers: usize,
     links: Vec<LinkConfig>,
+    /// `StaticLease` addresses outside their segment's subnets, with their lines.
+    visiting: Vec<(Ipv4Address, usize)>,
     interface_header: Option<usize>,
     interface: Option<InterfaceConfig>,
     peer_headers: usize,
@@ -277,7 +280,7 @@ impl Parser {
         match core::mem::take(&mut self.section) {
             Section::None | Section::Skip => {}
             Section::Link(link) => {
-                if let Some(link) = link.finish(&mut self.seen) {
+                if let Some(link) = link.finish(&mut self.seen, &mut self.visiting) {
                     self.links.push(link);
                 }
             }
@@ -357,6 +360,7 @@ impl Parser {
         if let Some(m) = &self.metrics {
             metrics::check_addresses(&mut self.seen, m);
         }
+        self.check_visiting();
         let gateway = self.finish_gateway();
         let dns = self.dns.take().and_then(|d| {
             let links_ok = self.link_headers == self.links.len();
@@ -389,6 +393,48 @@ impl Parser {
             dns,
             mycelium: self.mycelium,
         })
+    }
+
+    /// A static lease outside its segment's subnets is for a workload of another segment
+    /// of the VDC that may visit this one: the routing protocol must announce its host
+    /// route, so it needs `[Routing]` and an address inside its `Networks`, never one of
+    /// the node's own.
+    fn check_visiting(&mut self) {
+        let own = |a: IpAddress| {
+            self.links
+                .iter()
+                .flat_map(|l| l.addresses.iter())
+                .chain(self.interface.iter().flat_map(|i| i.addresses.iter()))
+                .any(|c| c.address() == a)
+        };
+        let mut errors = Vec::new();
+        for &(ip, line) in &self.visiting {
+            let a = IpAddress::Ipv4(ip);
+            let message = if own(a) {
+                format!("StaticLease address {ip} is one of this node's own addresses")
+            } else if ip.is_multicast()
+                || ip.is_broadcast()
+                || ip.is_loopback()
+                || ip.is_unspecified()
+            {
+                format!("StaticLease address {ip} is not a unicast host address")
+            } else {
+                match &self.routing {
+                    None if self.routing_header.is_some() => continue,
+                    None => format!(
+                        "StaticLease address {ip} lies outside this segment's subnets: a workload visiting from another segment needs [Routing] to announce its host route"
+                    ),
+                    Some(r) if !r.networks.iter().any(|n| n.contains_addr(&a)) => format!(
+                        "StaticLease address {ip} lies outside this segment's subnets and outside the VDC's Networks"
+                    ),
+                    Some(_) => continue,
+                }
+            };
+            errors.push((line, message));
+        }
+        for (line, message) in errors {
+            self.seen.error(line, message);
+        }
     }
 
     /// `[Gateway]` with its `[Service]`s, and its `Listen` addresses checked against the

@@ -117,6 +117,7 @@ fn routes<D: NetDevice, R: CryptoRngCore>(router: &Router<D, R>) -> Vec<RouteSta
             };
             let origin = match r.origin {
                 Origin::Connected => "connected",
+                Origin::Visitor => "visitor",
                 Origin::Static => "static",
                 Origin::Routing => "babel",
                 Origin::AllowedIps => "allowed_ips",

@@ -11,8 +11,8 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::Duration;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetProtocol, Icmpv6Packet, Icmpv6Repr,
-    IpAddress, IpCidr, IpProtocol, Ipv6Address, Ipv6Packet, NdiscNeighborFlags, NdiscRepr,
-    RawHardwareAddress,
+    IpAddress, IpCidr, IpProtocol, Ipv4Address, Ipv6Address, Ipv6Packet, NdiscNeighborFlags,
+    NdiscRepr, RawHardwareAddress,
 };
 use vdcnet_hal::net::NetDevice;
 
@@ -34,13 +34,27 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         let now = self.now;
         let link = &mut self.links[i];
         let sender = IpAddress::Ipv4(source_protocol_addr);
-        let for_us = link.owns(IpAddress::Ipv4(target_protocol_addr));
-        if source_hardware_addr.is_unicast() && link.on_link(sender) && !link.owns(sender) {
+        let target = IpAddress::Ipv4(target_protocol_addr);
+        let for_us = link.owns(target);
+        if source_hardware_addr.is_unicast()
+            && link.admits(source_hardware_addr, sender)
+            && !link.owns(sender)
+        {
             link.neigh.learn(sender, source_hardware_addr, now, for_us);
             self.flush_held(i, sender);
         }
+        // A workload of this segment that is away visiting another: its neighbours here
+        // still think it on-link, so the router answers for it and forwards to it.
+        let away = !for_us
+            && self.links[i]
+                .dhcp
+                .as_ref()
+                .is_some_and(|d| d.pins(target_protocol_addr))
+            && self
+                .route(target)
+                .is_some_and(|hop| hop != super::Hop::OnLink(i));
         let link = &mut self.links[i];
-        if operation == ArpOperation::Request && for_us {
+        if operation == ArpOperation::Request && (for_us || away) {
             let reply = ArpRepr::EthernetIpv4 {
                 operation: ArpOperation::Reply,
                 source_hardware_addr: link.mac,
@@ -262,7 +276,31 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             Some(Err(_)) => self.count(Discard::Dhcp),
         }
         self.scratch = buf;
+        let now = self.now;
+        let link = &mut self.links[i];
+        if let (false, Some(d)) = (link.visitors.is_empty(), link.dhcp.as_ref()) {
+            link.visitors.leases(d.visiting(), now);
+        }
         true
+    }
+
+    /// Asks a visitor of link `j` whether it is still there: an ARP request for `ip` sent
+    /// straight to its MAC, as Linux re-confirms a neighbour.
+    pub(super) fn arp_request(&mut self, j: usize, mac: EthernetAddress, ip: Ipv4Address) {
+        let link = &mut self.links[j];
+        let Some(ours) = link.first_v4() else {
+            return;
+        };
+        let req = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: link.mac,
+            source_protocol_addr: ours,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: ip,
+        };
+        let mut buf = [0u8; 28];
+        req.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
+        link.transmit(mac, EthernetProtocol::Arp, &buf);
     }
 
     /// Asks who has `hop` on link `j` (ARP request or neighbour solicitation); the caller

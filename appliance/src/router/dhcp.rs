@@ -8,6 +8,14 @@
 //! server's own address; static leases pin an address to a MAC. The lease table is
 //! allocated once ([`MAX_LEASES`] entries); handling a packet never allocates.
 //!
+//! A static lease outside the server's subnet is a *visiting* one: the workload belongs to
+//! another appliance's segment of the same VDC and may turn up here with its address. It
+//! gets that address with mask 255.255.255.255, the server as router, and classless static
+//! routes (RFC 3442, option 121): the server's address on-link, the default route through
+//! it. This is how clouds hand out /32 leases; Linux clients (udhcpc, dhclient,
+//! systemd-networkd, NetworkManager) apply it. [`DhcpServer::visiting`] lists them, bound
+//! or not, for the router's host routes.
+//!
 //! What it does not do: relay agents (`giaddr` set is dropped), option overload (options in
 //! `sname`/`file` are not read), long options split over several instances (RFC 3396),
 //! client identifiers (option 61 is ignored: clients are keyed by `chaddr`), plain BOOTP
@@ -59,6 +67,7 @@ const OPT_ROUTER: u8 = 3;
 const OPT_DNS: u8 = 6;
 const OPT_MTU: u8 = 26;
 const OPT_BROADCAST: u8 = 28;
+const OPT_CLASSLESS_ROUTES: u8 = 121;
 const OPT_REQUESTED_IP: u8 = 50;
 const OPT_LEASE_TIME: u8 = 51;
 const OPT_MESSAGE_TYPE: u8 = 53;
@@ -87,8 +96,10 @@ pub struct DhcpConfig {
     pub prefix_len: u8,
     /// Lease time (raised to [`MIN_LEASE_SECS`]); `u32::MAX` means infinite.
     pub lease_secs: u32,
-    /// MAC to address pins. Entries outside the pool (network, broadcast, the server's
-    /// address, another subnet) and repeated MACs after the first are ignored.
+    /// MAC to address pins. An address outside the subnet is a visiting lease (see the
+    /// module documentation); inside it, the network, broadcast and server addresses are
+    /// ignored, as are repeated MACs or addresses after the first, and 0.0.0.0, broadcast,
+    /// multicast or loopback addresses.
     pub static_leases: Vec<(EthernetAddress, Ipv4Address)>,
     /// DNS server given to clients (option 6).
     pub dns: Option<Ipv4Address>,
@@ -164,6 +175,8 @@ struct StaticLease {
     ip: Ipv4Address,
     /// Set once acknowledged, cleared by RELEASE.
     expires: Option<u64>,
+    /// Outside the subnet: served as a /32 with routes (see the module documentation).
+    visiting: bool,
 }
 
 /// A parsed client message; only what the server uses.
@@ -216,7 +229,8 @@ impl DhcpServer {
         };
         let mut statics = Vec::with_capacity(cfg.static_leases.len());
         for &(mac, ip) in &cfg.static_leases {
-            let usable = server.in_pool(ip)
+            let visiting = server.is_visiting(ip);
+            let usable = (server.in_pool(ip) || visiting)
                 && !statics
                     .iter()
                     .any(|s: &StaticLease| s.mac == mac || s.ip == ip);
@@ -225,6 +239,7 @@ impl DhcpServer {
                     mac,
                     ip,
                     expires: None,
+                    visiting,
                 });
             }
         }
@@ -274,6 +289,36 @@ impl DhcpServer {
     /// The server's own address (source of every reply).
     pub fn addr(&self) -> Ipv4Address {
         self.addr
+    }
+
+    /// The visiting leases as `(MAC, address, expiry)`: the expiry is `None` while the
+    /// lease was never acknowledged or was released.
+    pub fn visiting(
+        &self,
+    ) -> impl Iterator<Item = (EthernetAddress, Ipv4Address, Option<u64>)> + '_ {
+        self.statics
+            .iter()
+            .filter(|s| s.visiting)
+            .map(|s| (s.mac, s.ip, s.expires))
+    }
+
+    /// Whether `ip` is pinned by a static lease of this subnet: a workload's address that
+    /// may be away, visiting another segment.
+    pub fn pins(&self, ip: Ipv4Address) -> bool {
+        self.statics.iter().any(|s| !s.visiting && s.ip == ip)
+    }
+
+    /// A unicast address outside the subnet, the kind a visiting lease may pin.
+    fn is_visiting(&self, ip: Ipv4Address) -> bool {
+        ip.to_bits() & self.mask != self.network
+            && !ip.is_multicast()
+            && !ip.is_broadcast()
+            && !ip.is_loopback()
+            && !ip.is_unspecified()
+    }
+
+    fn is_visiting_static(&self, ip: Ipv4Address) -> bool {
+        self.statics.iter().any(|s| s.visiting && s.ip == ip)
     }
 
     fn discover(&mut self, now: u64, req: &Request, out: &mut [u8]) -> Result<DhcpReply, DhcpDrop> {
@@ -382,11 +427,11 @@ impl DhcpServer {
 
     /// Whether `ip` may be given to `mac` now.
     fn can_assign(&self, now: u64, mac: EthernetAddress, ip: Ipv4Address) -> bool {
-        if !self.in_pool(ip) {
-            return false;
-        }
         if let Some(pinned) = self.static_of(mac) {
             return pinned == ip;
+        }
+        if !self.in_pool(ip) {
+            return false;
         }
         if self.statics.iter().any(|s| s.ip == ip) {
             return false;
@@ -527,15 +572,34 @@ impl DhcpServer {
                 w.put(OPT_T1, &t1.to_be_bytes());
                 w.put(OPT_T2, &t2.to_be_bytes());
             }
-            w.put(OPT_SUBNET_MASK, &self.mask.to_be_bytes());
+            // An INFORM names its address in ciaddr.
+            let holder = if yiaddr.is_unspecified() {
+                req.ciaddr
+            } else {
+                yiaddr
+            };
+            let visiting = self.is_visiting_static(holder);
+            let mask = if visiting { u32::MAX } else { self.mask };
+            w.put(OPT_SUBNET_MASK, &mask.to_be_bytes());
             w.put(OPT_ROUTER, &self.addr.octets());
+            if visiting {
+                // RFC 3442: the server on-link (width 32, router 0.0.0.0), then the default
+                // route (width 0, no destination octets) through it.
+                let a = self.addr.octets();
+                let routes = [
+                    32, a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, a[0], a[1], a[2], a[3],
+                ];
+                w.put(OPT_CLASSLESS_ROUTES, &routes);
+            }
             if let Some(dns) = self.dns {
                 w.put(OPT_DNS, &dns.octets());
             }
             if let Some(mtu) = self.mtu {
                 w.put(OPT_MTU, &mtu.to_be_bytes());
             }
-            w.put(OPT_BROADCAST, &self.broadcast.to_be_bytes());
+            if !visiting {
+                w.put(OPT_BROADCAST, &self.broadcast.to_be_bytes());
+            }
         }
         w.end();
 
@@ -979,7 +1043,7 @@ mod tests {
             static_leases: vec![
                 (mac(9), pinned),
                 (mac(8), SERVER),                        // ignored: the server's own
-                (mac(7), Ipv4Address::new(10, 0, 1, 3)), // ignored: another subnet
+                (mac(7), Ipv4Address::new(10, 0, 0, 7)), // ignored: the /29's broadcast
             ],
             ..config(29)
         });
@@ -1011,6 +1075,54 @@ mod tests {
         let msg = client_msg(RELEASE, mac(9), 1, pinned, false, &[(54, &SERVER.octets())]);
         assert!(send(&mut s, T0, &msg).unwrap().is_none());
         assert!(!s.leases().any(|(m, _, _)| m == mac(9)));
+    }
+
+    #[test]
+    fn a_visiting_lease_is_a_host_address_with_routes_through_the_server() {
+        let away = Ipv4Address::new(10, 20, 1, 10);
+        let mut s = DhcpServer::new(DhcpConfig {
+            static_leases: vec![
+                (mac(9), away),
+                (mac(8), Ipv4Address::new(224, 0, 0, 9)), // ignored: multicast
+                (mac(7), Ipv4Address::BROADCAST),         // ignored
+                (mac(6), Ipv4Address::UNSPECIFIED),       // ignored
+            ],
+            ..config(24)
+        });
+        assert_eq!(s.visiting().collect::<Vec<_>>(), vec![(mac(9), away, None)]);
+        let msg = client_msg(DISCOVER, mac(9), 1, Ipv4Address::UNSPECIFIED, false, &[]);
+        let (_, offer) = reply(&mut s, T0, &msg);
+        assert_eq!((offer.msg_type(), offer.yiaddr), (OFFER, away));
+        assert_eq!(offer.opt(1), Some(&[255u8, 255, 255, 255][..]));
+        assert_eq!(offer.opt(3), Some(&SERVER.octets()[..]));
+        // 10.0.0.1/32 on-link, then 0.0.0.0/0 via 10.0.0.1.
+        assert_eq!(
+            offer.opt(121),
+            Some(&[32u8, 10, 0, 0, 1, 0, 0, 0, 0, 0, 10, 0, 0, 1][..])
+        );
+        assert_eq!(offer.opt(28), None, "no broadcast address for a /32");
+        assert_eq!(lease(&mut s, T0, mac(9)), Ok(away));
+        let until = T0 + u64::from(LEASE);
+        assert_eq!(s.visiting().next(), Some((mac(9), away, Some(until))));
+        // Renewing (unicast, ciaddr) keeps it; nobody else gets it or any pool address
+        // through it.
+        let msg = client_msg(REQUEST, mac(9), 2, away, false, &[]);
+        let (r, ack) = reply(&mut s, T0 + 10, &msg);
+        assert_eq!((ack.msg_type(), r.dst_ip, r.dst_mac), (ACK, away, mac(9)));
+        assert_eq!(select(&mut s, T0, mac(5), away).msg_type(), NAK);
+        assert_eq!(
+            select(&mut s, T0, mac(9), Ipv4Address::new(10, 0, 0, 9)).msg_type(),
+            NAK
+        );
+        // A subnet client keeps the subnet's mask and no routes option.
+        let msg = client_msg(DISCOVER, mac(1), 3, Ipv4Address::UNSPECIFIED, false, &[]);
+        let (_, offer) = reply(&mut s, T0, &msg);
+        assert_eq!(offer.opt(1), Some(&[255u8, 255, 255, 0][..]));
+        assert_eq!(offer.opt(121), None);
+        // Release ends it.
+        let msg = client_msg(RELEASE, mac(9), 4, away, false, &[(54, &SERVER.octets())]);
+        assert!(send(&mut s, T0 + 20, &msg).unwrap().is_none());
+        assert_eq!(s.visiting().next(), Some((mac(9), away, None)));
     }
 
     #[test]

@@ -15,9 +15,9 @@
 //! errors), `ports` (a link, the tunnel port, the local port), `control` (what the router
 //! answers itself: ARP, NDP, router advertisements, DHCP), `packet` (header writers,
 //! checksums, ICMP errors, fragmentation), `neighbor` (the bounded ARP/NDP cache), `ring`
-//! (fixed packet queues), `dhcp` (the segment's DHCPv4 server), `ra` (router
-//! advertisements), `nat` (masquerade), `mycelium_port` (the Planetary Network's port and
-//! its privacy rules).
+//! (fixed packet queues), `dhcp` (the segment's DHCPv4 server), `visitors` (workloads
+//! visiting a segment with another segment's address), `ra` (router advertisements), `nat`
+//! (masquerade), `mycelium_port` (the Planetary Network's port and its privacy rules).
 
 mod control;
 pub mod dhcp;
@@ -30,6 +30,7 @@ pub mod ra;
 pub mod ring;
 pub mod routing_port;
 pub mod table;
+pub mod visitors;
 
 pub use mycelium_port::{MyceliumPort, MyceliumPortCounters};
 pub use ports::{eui64_link_local, Link, LinkCounters, LocalPort, TunnelPort};
@@ -208,6 +209,8 @@ pub struct Router<D, R> {
     wall_ns: u64,
     icmp_window: (Instant, u32),
     counters: Counters,
+    /// The visitors' generations summed as the host routes last saw them.
+    visitors_seen: u64,
 }
 
 fn to_core(a: IpAddress) -> IpAddr {
@@ -287,8 +290,10 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 .map(|(id, _)| t.device.allowed_ips(id).count())
                 .sum()
         });
-        let mut routes =
-            RouteTable::with_capacity(links.len() * 8 + allowed_total + 2 + LEARNED_ROUTES);
+        let visiting: usize = links.iter().map(|l| l.visitors.len()).sum();
+        let mut routes = RouteTable::with_capacity(
+            links.len() * 8 + visiting + allowed_total + 2 + LEARNED_ROUTES,
+        );
         // The config's routes fit: the table was sized for them. One origin at a time, so
         // the longest-prefix index is built once per origin.
         let connected = links
@@ -349,6 +354,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             wall_ns: 0,
             icmp_window: (now, 0),
             counters: Counters::default(),
+            visitors_seen: 0,
         }
     }
 
@@ -365,6 +371,72 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         }
         v.extend(self.mycelium_local_address());
         v
+    }
+
+    /// The visitors present on the segments now, as host routes to announce.
+    pub fn visiting_hosts(&self) -> Vec<IpCidr> {
+        self.links
+            .iter()
+            .flat_map(|l| l.visitors.present())
+            .map(|a| IpCidr::new(IpAddress::Ipv4(a), 32))
+            .collect()
+    }
+
+    /// What the segments' visitors did, summed; `None` without any visiting lease.
+    pub fn visitor_counters(&self) -> Option<visitors::VisitorCounters> {
+        let mut with = self
+            .links
+            .iter()
+            .filter(|l| !l.visitors.is_empty())
+            .peekable();
+        with.peek()?;
+        let mut sum = visitors::VisitorCounters::default();
+        for l in with {
+            let c = l.visitors.counters;
+            sum.arrived += c.arrived;
+            sum.left += c.left;
+            sum.silent += c.silent;
+            sum.probes += c.probes;
+        }
+        Some(sum)
+    }
+
+    /// Changes whenever a visitor arrives or leaves any segment.
+    pub fn visitors_generation(&self) -> u64 {
+        self.links.iter().map(|l| l.visitors.generation()).sum()
+    }
+
+    /// Probes the visitors that fell silent and keeps the host routes to the present ones.
+    fn serve_visitors(&mut self) {
+        let now_secs = self.now.total_millis().max(0) as u64 / 1000;
+        for j in 0..self.links.len() {
+            if self.links[j].visitors.is_empty() {
+                continue;
+            }
+            let mut probes: heapless::Vec<(EthernetAddress, Ipv4Address), 8> = heapless::Vec::new();
+            self.links[j].visitors.poll(self.now, now_secs, |mac, ip| {
+                // More than 8 due at once wait for the next poll.
+                let _ = probes.push((mac, ip));
+            });
+            for (mac, ip) in probes {
+                self.arp_request(j, mac, ip);
+            }
+        }
+        let generation = self.visitors_generation();
+        if generation != self.visitors_seen {
+            self.visitors_seen = generation;
+            let hosts: Vec<(IpCidr, Hop, u16)> = self
+                .links
+                .iter()
+                .enumerate()
+                .flat_map(|(j, l)| {
+                    l.visitors
+                        .present()
+                        .map(move |a| (IpCidr::new(IpAddress::Ipv4(a), 32), Hop::OnLink(j), 0))
+                })
+                .collect();
+            self.routes.replace_origin(Origin::Visitor, hosts);
+        }
     }
 
     /// The route for `a`, for callers that check reachability (the ping prober).
@@ -429,6 +501,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             }
         }
         busy |= self.tunnel_timers();
+        self.serve_visitors();
         self.service_pending();
         self.send_router_adverts();
         busy
@@ -471,6 +544,10 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         let src = eth.src_addr();
         if !src.is_unicast() {
             return self.malformed(i);
+        }
+        if !self.links[i].visitors.is_empty() {
+            let now_secs = self.now.total_millis().max(0) as u64 / 1000;
+            self.links[i].visitors.heard(src, self.now, now_secs);
         }
         let ty = eth.ethertype();
         let payload = &mut frame[ETH_HEADER..];
@@ -578,10 +655,10 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         if !self.links[i].is_segment() {
             return self.count(Discard::Private);
         }
-        // A segment host must use its segment's addresses.
+        // A segment host must use its segment's addresses (or, visiting, its own).
         let link = &self.links[i];
         let spoofed = match src {
-            IpAddress::Ipv4(_) => !link.on_link(src),
+            IpAddress::Ipv4(_) => !link.admits(src_mac, src),
             IpAddress::Ipv6(a) => !(link.on_link(src) || a.is_unicast_link_local()),
         };
         if spoofed {

@@ -4,6 +4,7 @@
 use super::neighbor::{NeighborCache, NEIGHBORS};
 use super::packet::{write_eth, ETH_HEADER};
 use super::ring::{Ring, MAX_PACKET};
+use super::visitors::Visitors;
 use super::{dhcp, nat, DGRAM_BUF, LOCAL_RING, MAX_FRAME, NAT_CONNECTIONS};
 use crate::config::{LinkConfig, Role};
 use crate::tunnel::Device;
@@ -43,6 +44,8 @@ pub struct Link<D> {
     /// Masquerade for segments leaving here, when `Egress = nat`.
     pub nat: Option<nat::Nat>,
     pub dhcp: Option<dhcp::DhcpServer>,
+    /// Workloads of other segments that may visit this one (its visiting leases).
+    pub visitors: Visitors,
     /// The /64s advertised, when the link sends router advertisements.
     pub(super) ra_prefixes: Vec<Ipv6Cidr>,
     pub(super) next_ra: Instant,
@@ -118,6 +121,10 @@ impl<D: NetDevice> Link<D> {
             })),
             _ => None,
         };
+        let visitors = Visitors::new(
+            dhcp.iter()
+                .flat_map(|d| d.visiting().map(|(mac, ip, _)| (mac, ip))),
+        );
         let ra_prefixes = if cfg.send_ra {
             cfg.addresses
                 .iter()
@@ -144,6 +151,7 @@ impl<D: NetDevice> Link<D> {
             mtu,
             nat,
             dhcp,
+            visitors,
             ra_prefixes,
             next_ra: now,
             last_solicited_ra: None,
@@ -164,6 +172,16 @@ impl<D: NetDevice> Link<D> {
     /// Whether `a` is directly on one of this link's subnets.
     pub(super) fn on_link(&self, a: IpAddress) -> bool {
         self.addrs.iter().any(|c| c.contains_addr(&a))
+    }
+
+    /// Whether a host may use `a` on this link from `mac`: an address of its subnets, or a
+    /// present visitor's own.
+    pub(super) fn admits(&self, mac: EthernetAddress, a: IpAddress) -> bool {
+        self.on_link(a)
+            || match a {
+                IpAddress::Ipv4(v4) => self.visitors.admits(mac, v4),
+                IpAddress::Ipv6(_) => false,
+            }
     }
 
     pub(super) fn first_v4(&self) -> Option<Ipv4Address> {

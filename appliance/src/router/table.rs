@@ -3,7 +3,8 @@
 //! Every source of routes writes here: the links' connected subnets and gateways (the
 //! config), the tunnel peers' AllowedIPs, and the routing protocol. A lookup is
 //! longest-prefix match over all of them; among routes for the same prefix the origin's
-//! preference decides (connected, then static, then the routing protocol, then AllowedIPs),
+//! preference decides (connected, then visiting hosts, then static, then the routing
+//! protocol, then AllowedIPs),
 //! so that a route the protocol learned around a cut link wins over a peer's static
 //! AllowedIPs, and a connected subnet always wins.
 //!
@@ -32,6 +33,8 @@ pub enum Hop {
 pub enum Origin {
     /// A subnet of one of the links.
     Connected,
+    /// A host visiting a segment with its address from another (a /32 on that link).
+    Visitor,
     /// A gateway (default route) from the config.
     Static,
     /// Learned by the routing protocol.

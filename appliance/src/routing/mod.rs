@@ -120,7 +120,7 @@ impl Default for Settings {
             max_neighbours: 64,
             max_routes: 1024,
             max_sources: 2048,
-            max_local: 16,
+            max_local: 80,
         }
     }
 }

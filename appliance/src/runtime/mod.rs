@@ -489,6 +489,17 @@ impl<D: NetDevice, R: CryptoRngCore> Appliance<D, R> {
             }
         }
         let _ = write!(out, ";");
+        if let Some(v) = self.router.visitor_counters() {
+            let _ = write!(
+                out,
+                " visitors arrived={} left={} silent={} probes={}",
+                v.arrived, v.left, v.silent, v.probes
+            );
+            for h in self.router.visiting_hosts() {
+                let _ = write!(out, " here={}", h.address());
+            }
+            let _ = write!(out, ";");
+        }
         if let Some(r) = &self.routing {
             r.write_status(self.router.routes().ways_back(), out);
         }

@@ -9,7 +9,8 @@
 //! to connected subnets.
 //!
 //! The node announces its segments' subnets and its `[Interface]` addresses that lie inside
-//! the VDC's networks.
+//! the VDC's networks, and a /32 for each workload visiting one of its segments from
+//! another (`router::visitors`) while it is there.
 
 use crate::config::{Config, Role, RoutingConfig};
 use crate::router::{tunnel_link_local, Hop, Origin, Router, RoutingPort};
@@ -36,6 +37,11 @@ pub(super) struct Routing {
     now: Instant,
     /// When the ways back are copied into the route table next.
     ways_back_due: Instant,
+    /// The node's own prefixes, announced always.
+    own: Vec<IpCidr>,
+    networks: Vec<IpCidr>,
+    /// The router's visitors generation the announcements follow.
+    visitors_seen: u64,
 }
 
 fn neighbour(p: PeerId) -> NeighbourId {
@@ -114,8 +120,9 @@ impl Routing {
                 peers.push((id, addr));
             }
         }
+        let own = own_prefixes(config, &cfg.networks);
         // Every prefix was checked against the networks above.
-        let _ = core.set_local_prefixes(now, &own_prefixes(config, &cfg.networks));
+        let _ = core.set_local_prefixes(now, &own);
         router.routing = Some(RoutingPort::new(local));
         Some(Routing {
             core,
@@ -124,6 +131,9 @@ impl Routing {
             buf: vec![0u8; crate::router::ring::MAX_PACKET].into_boxed_slice(),
             now,
             ways_back_due: now,
+            own,
+            networks: cfg.networks.clone(),
+            visitors_seen: 0,
         })
     }
 
@@ -136,6 +146,11 @@ impl Routing {
     ) -> bool {
         self.now = now;
         let mut busy = false;
+        let generation = router.visitors_generation();
+        if generation != self.visitors_seen {
+            self.visitors_seen = generation;
+            self.announce_visitors(now, router.visiting_hosts());
+        }
         while let Some(d) = router.routing.as_mut().and_then(|p| p.pop(&mut self.buf)) {
             busy = true;
             let (p, src) = (d.peer, d.src);
@@ -193,6 +208,21 @@ impl Routing {
             router.routes_mut().replace_origin(Origin::Routing, routes);
         }
         busy
+    }
+
+    /// Announces the node's own prefixes and the host routes of the visitors present now
+    /// (those inside the VDC's networks, as many as the protocol holds).
+    fn announce_visitors(&mut self, now: Instant, hosts: Vec<IpCidr>) {
+        let mut all = self.own.clone();
+        let room = self.core.settings().max_local.saturating_sub(all.len());
+        all.extend(
+            hosts
+                .into_iter()
+                .filter(|h| inside(&self.networks, h) && !self.own.contains(h))
+                .take(room),
+        );
+        // Every prefix is inside the networks and within the limit.
+        let _ = self.core.set_local_prefixes(now, &all);
     }
 
     /// The state and traffic for the metrics.

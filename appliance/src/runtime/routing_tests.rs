@@ -53,6 +53,10 @@ struct Net {
     flight: Vec<(u64, u8, Vec<u8>)>,
     /// What each segment host received (IPv4 packets).
     inbox: Vec<Vec<Vec<u8>>>,
+    /// A workload away from its home segment: the node whose segment it is on now (0: on
+    /// none, silent), and what it received there (Ethernet frames to its MAC).
+    roamer_at: u8,
+    roamer_inbox: Vec<Vec<u8>>,
     console: String,
     t_us: u64,
 }
@@ -71,6 +75,11 @@ impl Net {
     /// `n` nodes, `hidden` ones as above, and `plain` ones without `[Routing]` (tunnels
     /// and AllowedIPs only).
     fn with(n: u8, hidden: &[u8], plain: &[u8]) -> Net {
+        Net::with_segment(n, hidden, plain, "")
+    }
+
+    /// As [`Net::with`], with `segment` added to every node's segment `[Link]`.
+    fn with_segment(n: u8, hidden: &[u8], plain: &[u8], segment: &str) -> Net {
         let keys: Vec<(String, String)> = (0..n)
             .map(|_| {
                 let k = PrivateKey::generate(&mut rand_core::OsRng);
@@ -88,6 +97,8 @@ impl Net {
             delay: std::collections::BTreeMap::new(),
             flight: Vec::new(),
             inbox: vec![Vec::new(); n as usize],
+            roamer_at: 0,
+            roamer_inbox: Vec::new(),
             console: String::new(),
             t_us: 0,
         };
@@ -99,7 +110,7 @@ impl Net {
             };
             let mut text = format!(
                 "[Link]\nAddress = 192.168.0.{me}/24\n\
-                 [Link]\nRole = segment\nAddress = 10.20.{me}.1/24\n\
+                 [Link]\nRole = segment\nAddress = 10.20.{me}.1/24\n{segment}\
                  [Interface]\nPrivateKey = {}\n{routing}",
                 keys[me as usize - 1].0
             );
@@ -191,6 +202,18 @@ impl Net {
         let frames: Vec<Vec<u8>> = q.borrow_mut().tx.drain(..).collect();
         for f in frames {
             let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+            if self.roamer_at == node {
+                if let Some((to, b)) =
+                    super::test_nic::arp_reply(eth.payload(), ROAMER_V4, ROAMER_MAC)
+                {
+                    self.roamer_send(to, EthernetProtocol::Arp, &b);
+                    continue;
+                }
+                if eth.dst_addr() == EthernetAddress(ROAMER_MAC) {
+                    self.roamer_inbox.push(f.clone());
+                    continue;
+                }
+            }
             match eth.ethertype() {
                 EthernetProtocol::Arp => {
                     let ip = host_v4(node);
@@ -220,6 +243,22 @@ impl Net {
         self.seg[node as usize - 1].borrow_mut().rx.push_back(f);
     }
 
+    /// The roamer sends a frame to `dst` on the segment it is on now.
+    fn roamer_send(&self, dst: [u8; 6], ty: EthernetProtocol, payload: &[u8]) {
+        let mut f = vec![0u8; 14 + payload.len()];
+        crate::router::packet::write_eth(
+            &mut f,
+            EthernetAddress(dst),
+            EthernetAddress(ROAMER_MAC),
+            ty,
+        );
+        f[14..].copy_from_slice(payload);
+        self.seg[self.roamer_at as usize - 1]
+            .borrow_mut()
+            .rx
+            .push_back(f);
+    }
+
     /// Host `from` sends a UDP datagram to host `to`, tagged with `tag`.
     fn send_udp(&self, from: u8, to: u8, tag: u8) {
         use crate::router::packet::*;
@@ -239,10 +278,15 @@ impl Net {
 
     /// Whether host `to` got the datagram tagged `tag` from host `from`.
     fn got(&mut self, from: u8, to: u8, tag: u8) -> bool {
+        self.got_from(host_v4(from), to, tag)
+    }
+
+    /// Whether host `to` got the datagram tagged `tag` from address `src`.
+    fn got_from(&mut self, src: Ipv4Address, to: u8, tag: u8) -> bool {
         let inbox = core::mem::take(&mut self.inbox[to as usize - 1]);
         inbox.iter().any(|p| {
             let ip = Ipv4Packet::new_checked(&p[..]).unwrap();
-            ip.src_addr() == host_v4(from) && p[p.len() - 1] == tag
+            ip.src_addr() == src && p[p.len() - 1] == tag
         })
     }
 
@@ -507,4 +551,197 @@ fn hidden_nodes_get_every_route_soon_after_their_tunnels_come_up() {
     // Simulated time: well within the 8 s periodic dump, since a neighbour that becomes
     // reachable gets a full dump at once.
     assert!(at <= 4000, "routes complete only after {at} ms");
+}
+
+/// A workload of node 1's segment (its `StaticLease` on every node) that moves.
+const ROAMER_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x77];
+const ROAMER_V4: Ipv4Address = Ipv4Address::new(10, 20, 1, 77);
+const ROAMER_LEASE: &str = "StaticLease = 02:00:00:00:01:77, 10.20.1.77\n";
+
+/// A UDP datagram from `src` to `dst` whose payload ends in `tag`.
+fn udp(src: Ipv4Address, dst: Ipv4Address, tag: u8) -> Vec<u8> {
+    use crate::router::packet::*;
+    let mut p = vec![tag; IPV4_HEADER + UDP_HEADER + 16];
+    write_udp(&mut p[IPV4_HEADER..], 4000, 5000, 16);
+    udp4_checksum(&mut p[IPV4_HEADER..], &src, &dst);
+    write_ipv4(&mut p, src, dst, IpProtocol::Udp, UDP_HEADER + 16, 64);
+    p
+}
+
+/// The roamer's DHCPREQUEST for its address (INIT-REBOOT: no server identifier), or its
+/// RELEASE of it to `server`, broadcast or unicast as a client sends them.
+fn roamer_dhcp(release_to: Option<Ipv4Address>) -> Vec<u8> {
+    use crate::router::packet::*;
+    let mut b = vec![0u8; 240];
+    b[..3].copy_from_slice(&[1, 1, 6]);
+    b[4..8].copy_from_slice(&[9, 9, 9, 9]);
+    b[28..34].copy_from_slice(&ROAMER_MAC);
+    b[236..240].copy_from_slice(&[99, 130, 83, 99]);
+    let (src, dst) = match release_to {
+        None => {
+            b.extend_from_slice(&[53, 1, 3, 50, 4]);
+            b.extend_from_slice(&ROAMER_V4.octets());
+            (Ipv4Address::UNSPECIFIED, Ipv4Address::BROADCAST)
+        }
+        Some(server) => {
+            b[12..16].copy_from_slice(&ROAMER_V4.octets());
+            b.extend_from_slice(&[53, 1, 7, 54, 4]);
+            b.extend_from_slice(&server.octets());
+            (ROAMER_V4, server)
+        }
+    };
+    b.push(255);
+    let mut p = vec![0u8; IPV4_HEADER + UDP_HEADER + b.len()];
+    p[IPV4_HEADER + UDP_HEADER..].copy_from_slice(&b);
+    write_udp(&mut p[IPV4_HEADER..], 68, 67, b.len());
+    udp4_checksum(&mut p[IPV4_HEADER..], &src, &dst);
+    write_ipv4(&mut p, src, dst, IpProtocol::Udp, UDP_HEADER + b.len(), 64);
+    p
+}
+
+impl Net {
+    /// The roamer plugs into node `at`'s segment and asks for its address: the ACK's
+    /// address and option 1 (mask), and option 121 if any.
+    fn roam_to(&mut self, at: u8) -> (Ipv4Address, Vec<u8>, Option<Vec<u8>>) {
+        self.roamer_at = at;
+        self.roamer_inbox.clear();
+        self.roamer_send([0xff; 6], EthernetProtocol::Ipv4, &roamer_dhcp(None));
+        self.run(5);
+        let ack = self
+            .roamer_inbox
+            .iter()
+            .find_map(|f| {
+                let ip = Ipv4Packet::new_checked(&f[14..]).ok()?;
+                let udp = smoltcp::wire::UdpPacket::new_checked(ip.payload()).ok()?;
+                (udp.src_port() == 67).then(|| udp.payload().to_vec())
+            })
+            .expect("a DHCP reply");
+        let yiaddr = Ipv4Address::new(ack[16], ack[17], ack[18], ack[19]);
+        let mut opts = std::collections::BTreeMap::new();
+        let mut at = 240;
+        while at + 1 < ack.len() && ack[at] != 255 {
+            let len = usize::from(ack[at + 1]);
+            opts.insert(ack[at], ack[at + 2..at + 2 + len].to_vec());
+            at += 2 + len;
+        }
+        (yiaddr, opts[&1].clone(), opts.get(&121).cloned())
+    }
+
+    /// Whether the roamer received a datagram tagged `tag`.
+    fn roamer_got(&mut self, tag: u8) -> bool {
+        core::mem::take(&mut self.roamer_inbox)
+            .iter()
+            .any(|f| f[14..].len() > 28 && f[f.len() - 1] == tag && f[14 + 9] == 17)
+    }
+
+    /// The preferred route node `at` has toward the roamer's address.
+    fn roamer_hop(&self, at: u8) -> Option<(IpCidr, Hop, Origin)> {
+        let r = self.apps[at as usize - 1]
+            .router
+            .routes()
+            .lookup(IpAddress::Ipv4(ROAMER_V4))?;
+        Some((r.prefix, r.hop, r.origin))
+    }
+}
+
+#[test]
+fn a_workload_moved_to_another_segment_keeps_its_address_and_is_routed_there() {
+    let mut net = Net::with_segment(3, &[], &[], ROAMER_LEASE);
+    net.run(3000);
+    // Home: node 1's /24 covers it everywhere.
+    assert_eq!(net.roamer_hop(3).map(|r| r.0), Some(segment(1)));
+
+    // It turns up on node 2's segment: a /32 with the server on-link and the default
+    // route through it (RFC 3442).
+    let (addr, mask, routes) = net.roam_to(2);
+    assert_eq!((addr, &mask[..]), (ROAMER_V4, &[255u8, 255, 255, 255][..]));
+    assert_eq!(
+        routes.as_deref(),
+        Some(&[32u8, 10, 20, 2, 1, 0, 0, 0, 0, 0, 10, 20, 2, 1][..])
+    );
+    net.run(500);
+    let host = IpCidr::new(IpAddress::Ipv4(ROAMER_V4), 32);
+    assert_eq!(
+        net.roamer_hop(2),
+        Some((host, Hop::OnLink(1), Origin::Visitor))
+    );
+    for at in [1u8, 3] {
+        assert_eq!(
+            net.roamer_hop(at),
+            Some((host, Hop::Peer(Net::peer(at, 2)), Origin::Routing)),
+            "node{at}\n{}",
+            net.console
+        );
+    }
+    // Traffic both ways: node 3's host reaches it and its answer is no spoof at node 2.
+    net.host_send(3, EthernetProtocol::Ipv4, &udp(host_v4(3), ROAMER_V4, 31));
+    net.run(50);
+    assert!(net.roamer_got(31), "{}", net.console);
+    net.roamer_send(
+        seg_mac(2),
+        EthernetProtocol::Ipv4,
+        &udp(ROAMER_V4, host_v4(3), 32),
+    );
+    net.run(50);
+    assert!(net.got_from(ROAMER_V4, 3, 32), "{}", net.console);
+    // A neighbour on its home segment still thinks it on-link: node 1 answers its ARP
+    // for the roamer and forwards.
+    let arp = smoltcp::wire::ArpRepr::EthernetIpv4 {
+        operation: smoltcp::wire::ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(host_mac(1)),
+        source_protocol_addr: host_v4(1),
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: ROAMER_V4,
+    };
+    let mut b = vec![0u8; arp.buffer_len()];
+    arp.emit(&mut smoltcp::wire::ArpPacket::new_unchecked(&mut b[..]));
+    net.host_send(1, EthernetProtocol::Arp, &b);
+    net.t_us += 1000;
+    net.apps[0].poll(net.t_us, 1_700_000_000_000_000_000, &mut net.console);
+    let answered = net.seg[0].borrow().tx.iter().any(|f| {
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        let reply = smoltcp::wire::ArpPacket::new_checked(eth.payload())
+            .ok()
+            .and_then(|p| smoltcp::wire::ArpRepr::parse(&p).ok());
+        matches!(reply, Some(smoltcp::wire::ArpRepr::EthernetIpv4 {
+            operation: smoltcp::wire::ArpOperation::Reply,
+            source_hardware_addr,
+            source_protocol_addr,
+            ..
+        }) if source_hardware_addr == EthernetAddress(seg_mac(1)) && source_protocol_addr == ROAMER_V4)
+    });
+    assert!(answered, "node 1 answers ARP for its away workload");
+    net.host_send(1, EthernetProtocol::Ipv4, &udp(host_v4(1), ROAMER_V4, 33));
+    net.run(50);
+    assert!(net.roamer_got(33), "{}", net.console);
+
+    // It leaves without a word: node 2 probes it, gives it up, and the routes go home.
+    net.roamer_at = 0;
+    net.run(6000);
+    assert_eq!(net.roamer_hop(2).map(|r| r.0), Some(segment(1)));
+    assert_eq!(net.roamer_hop(3).map(|r| r.0), Some(segment(1)));
+    assert_eq!(net.roamer_hop(1).map(|r| r.2), Some(Origin::Connected));
+
+    // On node 3 it is announced from there; a RELEASE withdraws it at once.
+    let (addr, _, _) = net.roam_to(3);
+    assert_eq!(addr, ROAMER_V4);
+    net.run(500);
+    assert_eq!(
+        net.roamer_hop(1),
+        Some((host, Hop::Peer(Net::peer(1, 3)), Origin::Routing))
+    );
+    let server = Ipv4Address::new(10, 20, 3, 1);
+    net.roamer_send(
+        seg_mac(3),
+        EthernetProtocol::Ipv4,
+        &roamer_dhcp(Some(server)),
+    );
+    net.run(500);
+    assert_eq!(net.roamer_hop(1).map(|r| r.2), Some(Origin::Connected));
+    let mut status = String::new();
+    net.apps[2].write_stats(&mut status);
+    assert!(
+        status.contains(" visitors arrived=1 left=1 silent=0"),
+        "{status}"
+    );
 }
