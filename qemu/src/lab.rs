@@ -6,8 +6,9 @@
 //! node's *workload namespace*: a fresh network namespace where the interface
 //! [`WORKLOAD_IF`] is configured only the way a workload would configure itself. Once the
 //! appliance is ready, the lab runs `busybox udhcpc` there (with a small script of its own
-//! that applies address, router and MTU with `ip`) and waits for SLAAC to give the
-//! interface a global IPv6 address from the node's router advertisements.
+//! that applies address, router or classless static routes, and MTU with `ip`; see
+//! [`write_dhcp_script`]) and waits for SLAAC to give the interface a global IPv6 address
+//! from the node's router advertisements.
 //!
 //! A node keeps its namespace for the lab's lifetime: [`Lab::restart`] kills and boots the
 //! VM again with the same config and MAC addresses, and the new tap comes back into the same
@@ -1020,7 +1021,7 @@ pub struct Lab {
 }
 
 /// The script udhcpc runs on each event: it applies what DHCP gave with `ip` and prints
-/// one line per event for the lab's evidence.
+/// one line per event for the lab's evidence (see [`write_dhcp_script`]).
 const DHCP_SCRIPT: &str = r#"#!/bin/sh
 # Written by vdcnet's lab: applies a DHCP lease with `ip` (udhcpc calls it on each event).
 PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -1036,19 +1037,37 @@ prefix_of() { # dotted mask -> prefix length
 }
 case "$1" in
     deconfig)
+        ip -4 route flush dev "$interface" 2>/dev/null # fails only with no table yet
         ip -4 addr flush dev "$interface"
         ip link set dev "$interface" up
         ;;
     bound|renew)
         len=${mask:-$(prefix_of "$subnet")}
+        ip -4 route flush dev "$interface" 2>/dev/null # fails only with no table yet
         ip -4 addr flush dev "$interface"
         ip addr add "$ip/$len" dev "$interface" || exit 1
         if [ -n "$mtu" ]; then ip link set dev "$interface" mtu "$mtu"; fi
-        if [ -n "$router" ]; then
+        if [ -n "$staticroutes" ]; then
+            # Option 121 (RFC 3442) replaces the router option. Pairs of `dest/len gateway`:
+            # the on-link ones (gateway 0.0.0.0) first, so the others find their gateway.
+            set -- $staticroutes
+            while [ $# -ge 2 ]; do
+                if [ "$2" = 0.0.0.0 ]; then ip -4 route replace "$1" dev "$interface"; fi
+                shift 2
+            done
+            set -- $staticroutes
+            while [ $# -ge 2 ]; do
+                if [ "$2" != 0.0.0.0 ]; then
+                    ip -4 route replace "$1" via "$2" dev "$interface"
+                fi
+                shift 2
+            done
+        elif [ -n "$router" ]; then
             set -- $router
             ip -4 route replace default via "$1" dev "$interface"
         fi
-        echo "vdcnet-lab: bound $ip/$len router ${router:-none} mtu ${mtu:-default} lease ${lease:-?}s"
+        if [ -n "$staticroutes" ] && [ -n "$router" ]; then router="$router (ignored)"; fi
+        echo "vdcnet-lab: bound $ip/$len router ${router:-none} static routes ${staticroutes:-none} mtu ${mtu:-default} lease ${lease:-?}s"
         ;;
     leasefail|nak)
         echo "vdcnet-lab: $1 ${message:-}"
@@ -1075,7 +1094,7 @@ impl Lab {
         let nodes = node_configs(topology).map_err(|e| Error::new(ErrorKind::Spawn, e))?;
         let dir = TempDir::new("lab")?;
         let script = dir.path().join("udhcpc.sh");
-        write_script(&script)?;
+        write_dhcp_script(&script)?;
         let wire = Wire::new("lab-underlay");
         if let Some(path) = &topology.capture {
             wire.capture_to(path)?;
@@ -1272,6 +1291,13 @@ impl Lab {
     /// The lab's private directory (the DHCP script).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The udhcpc script the lab wrote and runs in every workload namespace (see
+    /// [`write_dhcp_script`]): `busybox udhcpc -i IF -s PATH` with it configures another
+    /// interface as the lab's workloads are.
+    pub fn dhcp_script(&self) -> &Path {
+        &self.script
     }
 
     /// Sets node `i`'s underlay cable policy (kept across restarts).
@@ -1482,7 +1508,18 @@ fn workload_mac(topology: &Topology, i: usize) -> Mac {
         .unwrap_or(Mac([0x52, 0x54, 0x00, 0x57, 0x00, (i + 1) as u8]))
 }
 
-fn write_script(path: &Path) -> Result<()> {
+/// Writes the lab's udhcpc script to `path` (mode 755), to run `busybox udhcpc -s PATH`
+/// elsewhere, e.g. in a test's own namespace; [`Lab::dhcp_script`] is the lab's copy.
+///
+/// On `deconfig` it flushes the interface's IPv4 routes and addresses and sets it up. On
+/// `bound` and `renew` it flushes them too, then adds `$ip/$mask` (a /32 works), sets
+/// `$mtu` and applies the classless static routes of option 121 (`$staticroutes`, pairs
+/// of `dest/len gateway`; RFC 3442: the router option is then ignored): the on-link ones
+/// (gateway `0.0.0.0`) as `dev` routes first, then the others `via` their gateway, so a
+/// default route via a server reached through a /32 route is accepted. Without option 121
+/// the first `$router` becomes the default route. Each event prints one
+/// `vdcnet-lab: ...` line (address, router, static routes, MTU, lease time).
+pub fn write_dhcp_script(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, DHCP_SCRIPT)
         .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)))
