@@ -5,10 +5,10 @@
 //! own [`LinkPolicy`]) and plugs NIC 1, the node's segment, into a tap whose far end is the
 //! node's *workload namespace*: a fresh network namespace where the interface
 //! [`WORKLOAD_IF`] is configured only the way a workload would configure itself. Once the
-//! appliance is ready, the lab runs `busybox udhcpc` there (with a small script of its own
-//! that applies address, router or classless static routes, and MTU with `ip`; see
-//! [`write_dhcp_script`]) and waits for SLAAC to give the interface a global IPv6 address
-//! from the node's router advertisements.
+//! appliance is ready, the lab runs `busybox udhcpc -O staticroutes` there (with a small
+//! script of its own that applies address, router or classless static routes, and MTU
+//! with `ip`; see [`write_dhcp_script`]) and waits for SLAAC to give the interface a
+//! global IPv6 address from the node's router advertisements.
 //!
 //! A node keeps its namespace for the lab's lifetime: [`Lab::restart`] kills and boots the
 //! VM again with the same config and MAC addresses, and the new tap comes back into the same
@@ -1294,8 +1294,8 @@ impl Lab {
     }
 
     /// The udhcpc script the lab wrote and runs in every workload namespace (see
-    /// [`write_dhcp_script`]): `busybox udhcpc -i IF -s PATH` with it configures another
-    /// interface as the lab's workloads are.
+    /// [`write_dhcp_script`]): `busybox udhcpc -i IF -O staticroutes -s PATH` with it
+    /// configures another interface as the lab's workloads are.
     pub fn dhcp_script(&self) -> &Path {
         &self.script
     }
@@ -1508,8 +1508,10 @@ fn workload_mac(topology: &Topology, i: usize) -> Mac {
         .unwrap_or(Mac([0x52, 0x54, 0x00, 0x57, 0x00, (i + 1) as u8]))
 }
 
-/// Writes the lab's udhcpc script to `path` (mode 755), to run `busybox udhcpc -s PATH`
-/// elsewhere, e.g. in a test's own namespace; [`Lab::dhcp_script`] is the lab's copy.
+/// Writes the lab's udhcpc script to `path` (mode 755), to run it elsewhere, e.g. in a
+/// test's own namespace, as the lab does: `busybox udhcpc -i IF -O staticroutes -s PATH`
+/// (busybox puts option 121 in its parameter request list only with `-O staticroutes`).
+/// [`Lab::dhcp_script`] is the lab's copy.
 ///
 /// On `deconfig` it flushes the interface's IPv4 routes and addresses and sets it up. On
 /// `bound` and `renew` it flushes them too, then adds `$ip/$mask` (a /32 works), sets
@@ -1555,7 +1557,9 @@ fn configure_workload(
     let mut addrs = WorkloadAddrs::default();
     if spec.dhcp {
         let mut cmd = ns.command("busybox");
-        cmd.args(["udhcpc", "-i", WORKLOAD_IF, "-q", "-n", "-t", "10", "-s"])
+        // `-O staticroutes`: busybox asks for option 121 only when told to.
+        cmd.args(["udhcpc", "-i", WORKLOAD_IF, "-q", "-n", "-t", "10"])
+            .args(["-O", "staticroutes", "-s"])
             .arg(script);
         let out = host::run_command(&mut cmd).map_err(|e| {
             Error::new(
