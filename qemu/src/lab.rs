@@ -5,9 +5,10 @@
 //! own [`LinkPolicy`]) and plugs NIC 1, the node's segment, into a tap whose far end is the
 //! node's *workload namespace*: a fresh network namespace where the interface
 //! [`WORKLOAD_IF`] is configured only the way a workload would configure itself. Once the
-//! appliance is ready, the lab runs `busybox udhcpc` there (with a small script of its own
-//! that applies address, router and MTU with `ip`) and waits for SLAAC to give the
-//! interface a global IPv6 address from the node's router advertisements.
+//! appliance is ready, the lab runs `busybox udhcpc -O staticroutes` there (with a small
+//! script of its own that applies address, router or classless static routes, and MTU
+//! with `ip`; see [`write_dhcp_script`]) and waits for SLAAC to give the interface a
+//! global IPv6 address from the node's router advertisements.
 //!
 //! A node keeps its namespace for the lab's lifetime: [`Lab::restart`] kills and boots the
 //! VM again with the same config and MAC addresses, and the new tap comes back into the same
@@ -19,9 +20,9 @@
 //!
 //! An INI file: `[Section]` headers, `Key = Value` lines, comments from `#` or `;` to the
 //! end of the line. Keys and section kinds are case-insensitive. Several pairs may share a
-//! line, separated by commas (`Nodes = 3, V4 = 10.20.0.0`), except `Append`, which takes
-//! the rest of its line. Every mistake is reported with its line number; all of them at
-//! once.
+//! line, separated by commas (`Nodes = 3, V4 = 10.20.0.0`), except `Append` and `Lease`,
+//! which take the rest of their line. Every mistake is reported with its line number; all
+//! of them at once.
 //!
 //! ```text
 //! [Lab]                      # required, once
@@ -36,6 +37,10 @@
 //! Routing = yes              # a [Routing] section in every node (default yes)
 //! HelloInterval = 400ms      # its HelloInterval (default: the protocol's)
 //! Capture = /tmp/lab.pcap    # write every underlay frame to this pcap file
+//! Lease = 52:54:00:aa:bb:01, 10.20.1.10   # a VDC-wide static lease (repeatable, takes
+//!                            #   its line; or MAC=IPv4): the same StaticLease in every
+//!                            #   node's segment, so a workload with that MAC gets the
+//!                            #   address behind any node (elsewhere as a /32)
 //!
 //! [Underlay node2]           # node2's cable to the underlay switch; `[Underlay]` alone
 //! Delay = 20ms               #   means every node. Durations: us, ms, s (bare = ms)
@@ -70,6 +75,10 @@
 //! section after an unnamed one of its kind overrides it. `[Node node3]` also takes
 //! `Hidden = yes`.
 //!
+//! A `[Lab] Lease` ([`Topology::lease`], [`MeshPlan::leases`]) must not contradict a
+//! `[Workload] StaticLease`: the same address for another MAC, or another address for the
+//! workload's MAC, is an error; the very same pair is written once.
+//!
 //! # Hidden nodes and NAT
 //!
 //! A hidden node ([`MeshPlan::hidden`]) is one no other node has an endpoint for; in the
@@ -102,7 +111,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::{self, TempDir};
-use crate::mesh::{MeshNode, MeshPlan, MAX_NODES};
+use crate::mesh::{parse_lease, MeshNode, MeshPlan, MAX_LEASES, MAX_NODES};
 use crate::netns::Netns;
 use crate::nic::{Mac, Nic};
 use crate::vm::Vm;
@@ -127,7 +136,8 @@ pub struct WorkloadSpec {
     /// The interface's MAC address (default `52:54:00:57:00:<i>`, `i` 1-based).
     pub mac: Option<Mac>,
     /// An address the node's DHCP server reserves for this MAC (a `StaticLease`); the lab
-    /// checks that DHCP hands out exactly this one.
+    /// checks that DHCP hands out exactly this one (as it does for a VDC-wide lease of the
+    /// MAC, [`Topology::lease`]).
     pub static_v4: Option<Ipv4Addr>,
     /// Run the DHCP client.
     pub dhcp: bool,
@@ -310,6 +320,24 @@ impl Topology {
         self
     }
 
+    /// A VDC-wide static lease: every node's segment gets `StaticLease = mac, ip` (see
+    /// [`MeshPlan::leases`]). A workload whose MAC is `mac` ([`WorkloadSpec::mac`]) gets
+    /// `ip` from whichever node it sits behind, and the lab checks that it does.
+    pub fn lease(mut self, mac: Mac, ip: Ipv4Addr) -> Topology {
+        self.plan.leases.push((mac.0, ip));
+        self
+    }
+
+    /// The address DHCP must give node `i`'s workload, if any: its own static lease, else
+    /// a VDC-wide lease of its MAC.
+    pub fn expected_v4(&self, i: usize) -> Option<Ipv4Addr> {
+        let mac = workload_mac(self, i);
+        self.nodes[i]
+            .workload
+            .static_v4
+            .or_else(|| self.plan.leases.iter().find(|l| l.0 == mac.0).map(|l| l.1))
+    }
+
     /// Extra kernel command line for node `i`.
     pub fn append(mut self, i: usize, args: &str) -> Topology {
         self.nodes[i].append = args.to_string();
@@ -378,6 +406,33 @@ impl Topology {
                     err(format!(
                         "node{}: static lease {v4} is not a host address of {net}/24 \
                          other than the node's own .1",
+                        i + 1
+                    ));
+                }
+                let mac = workload_mac(self, i);
+                let mut same = false;
+                for &(m, ip) in &self.plan.leases {
+                    if ip == v4 && m != mac.0 {
+                        err(format!(
+                            "node{}: the workload's static lease {v4} for {mac} is the VDC \
+                             lease of {}",
+                            i + 1,
+                            Mac(m)
+                        ));
+                    } else if m == mac.0 && ip != v4 {
+                        err(format!(
+                            "node{}: the workload {mac} has the static lease {v4}, but the \
+                             VDC lease gives it {ip}",
+                            i + 1
+                        ));
+                    }
+                    same |= (m, ip) == (mac.0, v4);
+                }
+                let count = self.plan.leases.len() + usize::from(!same);
+                if !self.plan.leases.is_empty() && count > MAX_LEASES {
+                    err(format!(
+                        "node{}: {count} static leases in its segment (the VDC's and its \
+                         workload's): at most {MAX_LEASES}",
                         i + 1
                     ));
                 }
@@ -486,7 +541,8 @@ fn sections(text: &str, errors: &mut Vec<ParseError>) -> Vec<Section> {
             continue;
         };
         let key = key.trim();
-        let pieces: Vec<&str> = if key.eq_ignore_ascii_case("append") {
+        let whole_line = ["append", "lease"];
+        let pieces: Vec<&str> = if whole_line.iter().any(|k| key.eq_ignore_ascii_case(k)) {
             vec![s]
         } else {
             let pieces: Vec<&str> = s.split(',').collect();
@@ -623,6 +679,7 @@ fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
                 ));
             }
             let mut hidden_lines = Vec::new();
+            let mut lease_lines = Vec::new();
             let mut nodes = None;
             let nodes_given = lab.entries.iter().any(|e| e.key == "nodes");
             for e in &lab.entries {
@@ -690,6 +747,7 @@ fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
                             }
                             topo.plan.hello_ms = Some(ms);
                         }
+                        "lease" => lease_lines.push((e.line, parse_lease(&e.value)?)),
                         "capture" => {
                             if e.value.is_empty() {
                                 return Err("Capture needs a file path".into());
@@ -725,6 +783,7 @@ fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
                         Err(m) => errors.push(err(line, m)),
                     }
                 }
+                lease_section(&mut topo, &lease_lines, &mut errors);
             }
         }
     }
@@ -776,6 +835,53 @@ fn parse(text: &str) -> std::result::Result<Topology, Vec<ParseError>> {
         errors.sort_by_key(|e| e.line);
         Err(errors)
     }
+}
+
+/// The `[Lab] Lease` lines, once the plan is known: each checked against it and against
+/// the ones before, reported at its line; the good ones join the plan.
+fn lease_section(
+    topo: &mut Topology,
+    leases: &[(usize, ([u8; 6], Ipv4Addr))],
+    errors: &mut Vec<ParseError>,
+) {
+    let mut taken: Vec<(usize, [u8; 6], Ipv4Addr)> = Vec::new();
+    for &(line, (mac, ip)) in leases {
+        let problem = if let Err(m) = topo.plan.check_lease(mac, ip) {
+            Some(m)
+        } else if let Some(first) = taken.iter().find(|t| t.1 == mac) {
+            Some(format!(
+                "a second Lease for {} (line {} gives it {})",
+                Mac(mac),
+                first.0,
+                first.2
+            ))
+        } else if let Some(first) = taken.iter().find(|t| t.2 == ip) {
+            Some(format!(
+                "a second Lease of {ip} (line {} gives it to {})",
+                first.0,
+                Mac(first.1)
+            ))
+        } else if taken.len() == MAX_LEASES {
+            Some(format!("more than {MAX_LEASES} Lease lines"))
+        } else {
+            None
+        };
+        match problem {
+            Some(m) => errors.push(err(line, m)),
+            None => taken.push((line, mac, ip)),
+        }
+    }
+    if let (false, Some(&(line, ..))) = (topo.plan.routing, taken.first()) {
+        errors.push(err(
+            line,
+            "a Lease needs Routing = yes: a node serves an address outside its segment only \
+             inside [Routing] Networks"
+                .into(),
+        ));
+    }
+    topo.plan
+        .leases
+        .extend(taken.into_iter().map(|(_, mac, ip)| (mac, ip)));
 }
 
 /// `[Path A B]`: two different nodes, then the keys of a cable.
@@ -915,7 +1021,7 @@ pub struct Lab {
 }
 
 /// The script udhcpc runs on each event: it applies what DHCP gave with `ip` and prints
-/// one line per event for the lab's evidence.
+/// one line per event for the lab's evidence (see [`write_dhcp_script`]).
 const DHCP_SCRIPT: &str = r#"#!/bin/sh
 # Written by vdcnet's lab: applies a DHCP lease with `ip` (udhcpc calls it on each event).
 PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -931,19 +1037,37 @@ prefix_of() { # dotted mask -> prefix length
 }
 case "$1" in
     deconfig)
+        ip -4 route flush dev "$interface" 2>/dev/null # fails only with no table yet
         ip -4 addr flush dev "$interface"
         ip link set dev "$interface" up
         ;;
     bound|renew)
         len=${mask:-$(prefix_of "$subnet")}
+        ip -4 route flush dev "$interface" 2>/dev/null # fails only with no table yet
         ip -4 addr flush dev "$interface"
         ip addr add "$ip/$len" dev "$interface" || exit 1
         if [ -n "$mtu" ]; then ip link set dev "$interface" mtu "$mtu"; fi
-        if [ -n "$router" ]; then
+        if [ -n "$staticroutes" ]; then
+            # Option 121 (RFC 3442) replaces the router option. Pairs of `dest/len gateway`:
+            # the on-link ones (gateway 0.0.0.0) first, so the others find their gateway.
+            set -- $staticroutes
+            while [ $# -ge 2 ]; do
+                if [ "$2" = 0.0.0.0 ]; then ip -4 route replace "$1" dev "$interface"; fi
+                shift 2
+            done
+            set -- $staticroutes
+            while [ $# -ge 2 ]; do
+                if [ "$2" != 0.0.0.0 ]; then
+                    ip -4 route replace "$1" via "$2" dev "$interface"
+                fi
+                shift 2
+            done
+        elif [ -n "$router" ]; then
             set -- $router
             ip -4 route replace default via "$1" dev "$interface"
         fi
-        echo "vdcnet-lab: bound $ip/$len router ${router:-none} mtu ${mtu:-default} lease ${lease:-?}s"
+        if [ -n "$staticroutes" ] && [ -n "$router" ]; then router="$router (ignored)"; fi
+        echo "vdcnet-lab: bound $ip/$len router ${router:-none} static routes ${staticroutes:-none} mtu ${mtu:-default} lease ${lease:-?}s"
         ;;
     leasefail|nak)
         echo "vdcnet-lab: $1 ${message:-}"
@@ -967,30 +1091,10 @@ impl Lab {
                 "a lab needs root (network namespaces and tap devices)",
             ));
         }
-        let mut nodes = topology
-            .plan
-            .generate()
-            .map_err(|e| Error::new(ErrorKind::Spawn, e))?;
-        for (i, node) in nodes.iter_mut().enumerate() {
-            let w = &topology.nodes[i].workload;
-            if let Some(v4) = w.static_v4 {
-                let mac = workload_mac(topology, i);
-                node.config = node.config.replacen(
-                    "Role = segment\n",
-                    &format!("Role = segment\nStaticLease = {mac}, {v4}\n"),
-                    1,
-                );
-            }
-            if topology.nodes[i].internet {
-                node.config.push_str(INTERNET_LINK);
-            }
-            if let Some(edit) = &topology.edit_config {
-                node.config = edit(i, &node.config);
-            }
-        }
+        let nodes = node_configs(topology).map_err(|e| Error::new(ErrorKind::Spawn, e))?;
         let dir = TempDir::new("lab")?;
         let script = dir.path().join("udhcpc.sh");
-        write_script(&script)?;
+        write_dhcp_script(&script)?;
         let wire = Wire::new("lab-underlay");
         if let Some(path) = &topology.capture {
             wire.capture_to(path)?;
@@ -1075,15 +1179,18 @@ impl Lab {
     fn configure_workloads(&mut self, which: &[usize]) -> Result<()> {
         let v6_plan = self.topology.plan.v6.is_some();
         let script = self.script.clone();
+        let topology = &self.topology;
         let results: Vec<(usize, Result<WorkloadAddrs>)> = thread::scope(|scope| {
             let handles: Vec<_> = which
                 .iter()
                 .map(|&i| {
                     let slot = &self.slots[i];
-                    let spec = &self.topology.nodes[i].workload;
+                    let spec = &topology.nodes[i].workload;
+                    let want_v4 = topology.expected_v4(i);
                     let script = &script;
-                    let handle =
-                        scope.spawn(move || configure_workload(&slot.ns, spec, v6_plan, script));
+                    let handle = scope.spawn(move || {
+                        configure_workload(&slot.ns, spec, want_v4, v6_plan, script)
+                    });
                     (i, handle)
                 })
                 .collect();
@@ -1186,6 +1293,13 @@ impl Lab {
         self.dir.path()
     }
 
+    /// The udhcpc script the lab wrote and runs in every workload namespace (see
+    /// [`write_dhcp_script`]): `busybox udhcpc -i IF -O staticroutes -s PATH` with it
+    /// configures another interface as the lab's workloads are.
+    pub fn dhcp_script(&self) -> &Path {
+        &self.script
+    }
+
     /// Sets node `i`'s underlay cable policy (kept across restarts).
     pub fn set_policy(&mut self, i: usize, policy: LinkPolicy) {
         if let Some(port) = self.slots[i].vm.as_ref().and_then(|vm| vm.wire_port(0)) {
@@ -1271,7 +1385,7 @@ impl Lab {
     }
 
     /// One line per node: its underlay, segment and workload addresses and namespace;
-    /// then one per path with a policy.
+    /// then one per path with a policy, then one per VDC-wide lease.
     pub fn describe(&self) -> Vec<String> {
         let paths = self.pairs.iter().map(|(&(i, j), p)| {
             format!(
@@ -1304,7 +1418,18 @@ impl Lab {
                 self.slots[i].ns.name(),
             )
         });
-        nodes.chain(paths).collect()
+        let plan = &self.topology.plan;
+        let leases = plan
+            .leases
+            .iter()
+            .map(|&(mac, ip)| match plan.lease_home(ip) {
+                Some(h) => format!(
+                    "lease {} {ip}: at home on node{h}, visiting on the others",
+                    Mac(mac)
+                ),
+                None => format!("lease {} {ip}: visiting on every node", Mac(mac)),
+            });
+        nodes.chain(paths).chain(leases).collect()
     }
 }
 
@@ -1342,6 +1467,34 @@ impl Drop for Lab {
     }
 }
 
+/// The node files [`Lab::start`] boots: the plan's, with each workload's own static lease
+/// in its node's segment (unless the VDC-wide leases already hold the same pair), the
+/// Internet link and the topology's edit.
+fn node_configs(topology: &Topology) -> std::result::Result<Vec<MeshNode>, String> {
+    let mut nodes = topology.plan.generate()?;
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let w = &topology.nodes[i].workload;
+        let mac = workload_mac(topology, i);
+        if let Some(v4) = w.static_v4.filter(|&v4| {
+            // The same pair as a VDC-wide lease is in the file already.
+            !topology.plan.leases.contains(&(mac.0, v4))
+        }) {
+            node.config = node.config.replacen(
+                "Role = segment\n",
+                &format!("Role = segment\nStaticLease = {mac}, {v4}\n"),
+                1,
+            );
+        }
+        if topology.nodes[i].internet {
+            node.config.push_str(INTERNET_LINK);
+        }
+        if let Some(edit) = &topology.edit_config {
+            node.config = edit(i, &node.config);
+        }
+    }
+    Ok(nodes)
+}
+
 /// The MAC address of node `i`'s NIC `nic` (stable across restarts).
 fn vm_mac(i: usize, nic: u8) -> Mac {
     Mac([0x52, 0x54, 0x00, 0x4c, nic, (i + 1) as u8])
@@ -1355,7 +1508,20 @@ fn workload_mac(topology: &Topology, i: usize) -> Mac {
         .unwrap_or(Mac([0x52, 0x54, 0x00, 0x57, 0x00, (i + 1) as u8]))
 }
 
-fn write_script(path: &Path) -> Result<()> {
+/// Writes the lab's udhcpc script to `path` (mode 755), to run it elsewhere, e.g. in a
+/// test's own namespace, as the lab does: `busybox udhcpc -i IF -O staticroutes -s PATH`
+/// (busybox puts option 121 in its parameter request list only with `-O staticroutes`).
+/// [`Lab::dhcp_script`] is the lab's copy.
+///
+/// On `deconfig` it flushes the interface's IPv4 routes and addresses and sets it up. On
+/// `bound` and `renew` it flushes them too, then adds `$ip/$mask` (a /32 works), sets
+/// `$mtu` and applies the classless static routes of option 121 (`$staticroutes`, pairs
+/// of `dest/len gateway`; RFC 3442: the router option is then ignored): the on-link ones
+/// (gateway `0.0.0.0`) as `dev` routes first, then the others `via` their gateway, so a
+/// default route via a server reached through a /32 route is accepted. Without option 121
+/// the first `$router` becomes the default route. Each event prints one
+/// `vdcnet-lab: ...` line (address, router, static routes, MTU, lease time).
+pub fn write_dhcp_script(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, DHCP_SCRIPT)
         .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)))
@@ -1378,6 +1544,7 @@ fn prepare_namespace(ns: &Netns) -> Result<()> {
 fn configure_workload(
     ns: &Netns,
     spec: &WorkloadSpec,
+    want_v4: Option<Ipv4Addr>,
     v6_plan: bool,
     script: &Path,
 ) -> Result<WorkloadAddrs> {
@@ -1390,7 +1557,9 @@ fn configure_workload(
     let mut addrs = WorkloadAddrs::default();
     if spec.dhcp {
         let mut cmd = ns.command("busybox");
-        cmd.args(["udhcpc", "-i", WORKLOAD_IF, "-q", "-n", "-t", "10", "-s"])
+        // `-O staticroutes`: busybox asks for option 121 only when told to.
+        cmd.args(["udhcpc", "-i", WORKLOAD_IF, "-q", "-n", "-t", "10"])
+            .args(["-O", "staticroutes", "-s"])
             .arg(script);
         let out = host::run_command(&mut cmd).map_err(|e| {
             Error::new(
@@ -1409,7 +1578,7 @@ fn configure_workload(
                 )
                 .with_evidence(String::from_utf8_lossy(&out.stdout).into_owned())
             })?;
-        if let Some(want) = spec.static_v4 {
+        if let Some(want) = want_v4 {
             if v4 != want {
                 return Err(Error::new(
                     ErrorKind::Net,
@@ -1651,15 +1820,198 @@ mod tests {
 
     #[test]
     fn a_static_lease_is_written_into_the_segment_link() {
-        // What `Lab::start` does to the config text, checked without booting.
-        let node = &MeshPlan::default().generate().unwrap()[0];
-        let mac = Mac([0x52, 0x54, 0, 0x57, 0, 1]);
-        let cfg = node.config.replacen(
-            "Role = segment\n",
-            &format!("Role = segment\nStaticLease = {mac}, 10.20.1.10\n"),
-            1,
+        // What `Lab::start` boots, checked without booting.
+        let t = Topology::new(2).static_v4(0, Ipv4Addr::new(10, 20, 1, 10));
+        let nodes = node_configs(&t).unwrap();
+        assert!(nodes[0]
+            .config
+            .contains("Role = segment\nStaticLease = 52:54:00:57:00:01, 10.20.1.10\n"));
+        assert!(!nodes[1].config.contains("StaticLease"));
+    }
+
+    const MAC_A: Mac = Mac([0x52, 0x54, 0, 0xaa, 0xbb, 1]);
+    const MAC_B: Mac = Mac([0x52, 0x54, 0, 0xaa, 0xbb, 2]);
+
+    #[test]
+    fn lab_leases_reach_every_node_file() {
+        let t = Topology::parse(
+            "[Lab]\n\
+             Lease = 52:54:00:aa:bb:01, 10.30.1.10   # before V4: checked against the final plan\n\
+             Nodes = 3, V4 = 10.30.0.0\n\
+             lease = 52:54:00:aa:bb:02=10.30.2.20\n\
+             [Workload node2]\n\
+             MAC = 52:54:00:aa:bb:01\n",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let want = vec![
+            (MAC_A.0, Ipv4Addr::new(10, 30, 1, 10)),
+            (MAC_B.0, Ipv4Addr::new(10, 30, 2, 20)),
+        ];
+        assert_eq!(t.plan.leases, want);
+        // node2's workload has the leased MAC: the lab expects its address there.
+        assert_eq!(t.expected_v4(1), Some(Ipv4Addr::new(10, 30, 1, 10)));
+        assert_eq!(t.expected_v4(0), None);
+        let nodes = node_configs(&t).unwrap();
+        assert_eq!(nodes.len(), 3);
+        for n in &nodes {
+            assert!(
+                n.config.contains(
+                    "Role = segment\n\
+                     StaticLease = 52:54:00:aa:bb:01, 10.30.1.10\n\
+                     StaticLease = 52:54:00:aa:bb:02, 10.30.2.20\n"
+                ),
+                "{}",
+                n.config
+            );
+            assert_eq!(n.config.matches("StaticLease").count(), 2);
+        }
+        // The Rust API builds the same plan.
+        let built = Topology::new(3)
+            .plan(MeshPlan {
+                nodes: 3,
+                v4: Ipv4Addr::new(10, 30, 0, 0),
+                ..MeshPlan::default()
+            })
+            .lease(MAC_A, Ipv4Addr::new(10, 30, 1, 10))
+            .lease(MAC_B, Ipv4Addr::new(10, 30, 2, 20));
+        assert_eq!(built.plan.leases, want);
+        assert!(built.check().is_empty(), "{:?}", built.check());
+    }
+
+    #[test]
+    fn a_workload_lease_equal_to_a_lab_lease_is_written_once() {
+        let t = Topology::new(2)
+            .lease(MAC_A, Ipv4Addr::new(10, 20, 1, 10))
+            .workload(
+                0,
+                WorkloadSpec {
+                    mac: Some(MAC_A),
+                    static_v4: Some(Ipv4Addr::new(10, 20, 1, 10)),
+                    ..WorkloadSpec::default()
+                },
+            )
+            .static_v4(1, Ipv4Addr::new(10, 20, 2, 10));
+        assert!(t.check().is_empty(), "{:?}", t.check());
+        let nodes = node_configs(&t).unwrap();
+        assert_eq!(nodes[0].config.matches("StaticLease").count(), 1);
+        assert!(nodes[1].config.contains(
+            "Role = segment\n\
+             StaticLease = 52:54:00:57:00:02, 10.20.2.10\n\
+             StaticLease = 52:54:00:aa:bb:01, 10.20.1.10\n"
+        ));
+        assert_eq!(t.expected_v4(1), Some(Ipv4Addr::new(10, 20, 2, 10)));
+    }
+
+    #[test]
+    fn every_lease_mistake_is_reported_with_its_line() {
+        let errors = errors_of(
+            "[Lab]\n\
+             Nodes = 3\n\
+             Lease = 52:54:00:aa:bb:01\n\
+             Lease = 52:54:00:aa:bb:01, 10.20.1.10, Nodes = 4\n\
+             Lease = 52:54:00:aa:bb:01, 10.20.1.10\n\
+             Lease = 01:00:5e:00:00:01, 10.20.1.11\n\
+             Lease = 52:54:00:aa:bb:02, 10.21.1.10\n\
+             Lease = 52:54:00:aa:bb:02, 10.20.3.1\n\
+             Lease = 52:54:00:aa:bb:02, 10.20.2.255\n\
+             Lease = 52:54:00:aa:bb:01, 10.20.2.10\n\
+             Lease = 52:54:00:aa:bb:02, 10.20.1.10\n\
+             Lease = 52:54:00:aa:bb:0g, 10.20.1.12\n\
+             Lease = 52:54:00:aa:bb:03, 10.20.1.300\n",
         );
-        assert!(cfg.contains("Role = segment\nStaticLease = 52:54:00:57:00:01, 10.20.1.10\n"));
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 4, 6, 7, 8, 9, 10, 11, 12, 13], "{errors:#?}");
+        let has = |k: usize, what: &str| {
+            assert!(errors[k].message.contains(what), "{:?}", errors[k]);
+        };
+        has(0, "is not a lease: MAC,IPv4 or MAC=IPv4");
+        has(1, "`10.20.1.10, Nodes = 4` is not an IPv4 address");
+        has(2, "is a group address");
+        has(3, "outside the VDC's 10.20.0.0/16");
+        has(4, "node3's own address");
+        has(5, "broadcast address of node2's segment");
+        has(
+            6,
+            "a second Lease for 52:54:00:aa:bb:01 (line 5 gives it 10.20.1.10)",
+        );
+        has(
+            7,
+            "a second Lease of 10.20.1.10 (line 5 gives it to 52:54:00:aa:bb:01)",
+        );
+        has(8, "`52:54:00:aa:bb:0g` is not a MAC address");
+        has(9, "`10.20.1.300` is not an IPv4 address");
+        assert!(errors[0].to_string().starts_with("line 3: "));
+        // Without routing no node could serve a visiting lease.
+        let e =
+            errors_of("[Lab]\nNodes = 2\nLease = 52:54:00:aa:bb:01, 10.20.1.10\nRouting = no\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 3);
+        assert!(e[0].message.contains("needs Routing = yes"), "{e:?}");
+        // At most 64.
+        let mut text = String::from("[Lab]\nNodes = 2\n");
+        for k in 0..=MAX_LEASES {
+            text.push_str(&format!(
+                "Lease = 52:54:00:aa:00:{k:02x}, 10.20.1.{}\n",
+                10 + k
+            ));
+        }
+        let e = errors_of(&text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 3 + MAX_LEASES);
+        assert!(e[0].message.contains("more than 64 Lease lines"), "{e:?}");
+    }
+
+    #[test]
+    fn lab_leases_must_agree_with_workload_static_leases() {
+        let ip = |d: u8| Ipv4Addr::new(10, 20, 1, d);
+        // The same address for another MAC.
+        let t = Topology::new(2).lease(MAC_A, ip(10)).static_v4(0, ip(10));
+        let e = t.check();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 0);
+        assert!(
+            e[0].message.contains(
+                "node1: the workload's static lease 10.20.1.10 for 52:54:00:57:00:01 is the \
+                 VDC lease of 52:54:00:aa:bb:01"
+            ),
+            "{e:?}"
+        );
+        // Another address for the workload's MAC.
+        let t = Topology::new(2)
+            .lease(Mac([0x52, 0x54, 0, 0x57, 0, 1]), ip(20))
+            .static_v4(0, ip(10));
+        let e = t.check();
+        assert!(
+            e[0].message.contains(
+                "node1: the workload 52:54:00:57:00:01 has the static lease 10.20.1.10, but \
+                 the VDC lease gives it 10.20.1.20"
+            ),
+            "{e:?}"
+        );
+        // The same in a file, and a plan mistake from the Rust API (line 0).
+        let e = errors_of(
+            "[Lab]\nNodes = 2\nLease = 52:54:00:aa:bb:01, 10.20.1.10\n\
+             [Workload node1]\nStaticLease = 10.20.1.10\n",
+        );
+        assert_eq!(e[0].line, 0);
+        assert!(e[0].message.contains("is the VDC lease of"), "{e:?}");
+        let e = Topology::new(2).lease(MAC_A, ip(1)).check();
+        assert!(
+            e[0].message.contains("10.20.1.1 is node1's own address"),
+            "{e:?}"
+        );
+        // 64 VDC leases leave no room for a workload's own.
+        let mut t = Topology::new(2).static_v4(1, Ipv4Addr::new(10, 20, 2, 10));
+        for k in 0..MAX_LEASES {
+            t = t.lease(Mac([0x52, 0x54, 0, 0xaa, 0, k as u8]), ip(10 + k as u8));
+        }
+        let e = t.check();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].message
+                .contains("node2: 65 static leases in its segment"),
+            "{e:?}"
+        );
     }
 
     fn ms(n: u64) -> LinkPolicy {

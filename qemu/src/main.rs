@@ -34,6 +34,8 @@ commands:
       --underlay A.B.C.0  the WAN /24 (default 192.168.100.0); node i is A.B.C.i
       --port P            WireGuard port (default 51820)
       --keepalive S       PersistentKeepalive on every peer (default 25; 0 = off)
+      --lease MAC,IPv4    a VDC-wide static lease: the same StaticLease in every node's
+                          segment (repeatable); `vdcnet mesh --help` lists the rest
   iso [options]         make a hybrid image (GRUB for BIOS and UEFI) to boot as a CD or to
                         write to a USB stick or disk with dd; the node file sits in a FAT
                         partition (label VDCNET) that GRUB prefers, editable afterwards;

@@ -44,7 +44,27 @@
 //! [Routing]
 //! Networks = 10.20.0.0/16, fd20:ab:cd::/48
 //! ```
+//!
+//! # VDC-wide static leases
+//!
+//! A lease ([`MeshPlan::lease`]) pins an address of the VDC's /16 to a MAC: every node
+//! file gets the same `StaticLease = MAC, IPv4` line in its segment `[Link]`, right after
+//! `Role = segment`. On the node whose segment holds the address it is an ordinary static
+//! lease; on the others, where the address lies outside the segment but inside the
+//! `[Routing] Networks`, the appliance hands it out as a *visiting* lease (a /32 with
+//! classless static routes to the node), so the workload keeps its address on whichever
+//! node it plugs into. Leases need the `[Routing]` section; [`MeshPlan::check`] refuses
+//! an address outside the /16, a node's own `.1`, the network or broadcast address of a
+//! /24, a MAC or address given twice and more than [`MAX_LEASES`] leases.
+//!
+//! ```text
+//! [Link]                      # segment: workloads plug in here
+//! Role = segment
+//! StaticLease = 52:54:00:aa:bb:01, 10.20.1.10
+//! Address = 10.20.1.1/24, fd20:ab:cd:1::1/64
+//! ```
 
+use crate::nic::Mac;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -53,6 +73,10 @@ use vdcnet_appliance::tunnel::PrivateKey;
 
 /// Most nodes a plan holds: one /24 per node inside a /16, skipping 0 and 255.
 pub const MAX_NODES: usize = 254;
+
+/// Most VDC-wide static leases a plan holds: the appliance's limit of `StaticLease` lines
+/// on a segment.
+pub const MAX_LEASES: usize = vdcnet_appliance::config::MAX_STATIC_LEASES;
 
 /// What to build.
 #[derive(Clone, Debug)]
@@ -79,6 +103,9 @@ pub struct MeshPlan {
     pub routing: bool,
     /// The routing protocol's `HelloInterval` in milliseconds (`None`: its default).
     pub hello_ms: Option<u16>,
+    /// VDC-wide static leases, `(MAC, IPv4)`: every node's segment `[Link]` gets a
+    /// `StaticLease` line for each (see the module doc).
+    pub leases: Vec<([u8; 6], Ipv4Addr)>,
 }
 
 impl Default for MeshPlan {
@@ -94,6 +121,7 @@ impl Default for MeshPlan {
             hidden_keepalive: 25,
             routing: true,
             hello_ms: None,
+            leases: Vec::new(),
         }
     }
 }
@@ -216,6 +244,50 @@ impl MeshPlan {
         self.hidden.contains(&i)
     }
 
+    /// Adds a VDC-wide static lease: `mac` gets `ip` on every node (see the module doc).
+    pub fn lease(mut self, mac: [u8; 6], ip: Ipv4Addr) -> MeshPlan {
+        self.leases.push((mac, ip));
+        self
+    }
+
+    /// The node (1-based) whose segment holds `ip`, if any: where a lease of it is an
+    /// ordinary static lease rather than a visiting one.
+    pub fn lease_home(&self, ip: Ipv4Addr) -> Option<usize> {
+        (1..=self.nodes).find(|&i| self.segment_v4(i).contains(ip))
+    }
+
+    /// What is wrong with one lease on its own in this plan's address plan, if anything
+    /// (the checks of [`MeshPlan::check`] that do not compare leases with each other).
+    pub fn check_lease(&self, mac: [u8; 6], ip: Ipv4Addr) -> Result<(), String> {
+        let problem = if mac[0] & 1 == 1 {
+            Some(format!("{} is a group address, not a NIC's", Mac(mac)))
+        } else if mac == [0; 6] {
+            Some(format!("{} is all zeros, not a NIC's address", Mac(mac)))
+        } else if !self.vdc_v4().contains(ip) {
+            Some(format!("{ip} is outside the VDC's {}", self.vdc_v4()))
+        } else {
+            let o = ip.octets();
+            let net = Cidr {
+                addr: Ipv4Addr::new(o[0], o[1], o[2], 0),
+                len: 24,
+            };
+            let whose = match self.lease_home(ip) {
+                Some(i) => format!("node{i}'s segment {net}"),
+                None => net.to_string(),
+            };
+            match (o[3], self.lease_home(ip)) {
+                (0, _) => Some(format!("{ip} is the network address of {whose}")),
+                (255, _) => Some(format!("{ip} is the broadcast address of {whose}")),
+                (1, Some(i)) => Some(format!("{ip} is node{i}'s own address")),
+                _ => None,
+            }
+        };
+        match problem {
+            Some(p) => Err(format!("static lease {}, {ip}: {p}", Mac(mac))),
+            None => Ok(()),
+        }
+    }
+
     /// What is wrong with the plan, if anything ([`MeshPlan::generate`] refuses it then).
     pub fn check(&self) -> Result<(), String> {
         if !(2..=MAX_NODES).contains(&self.nodes) {
@@ -258,6 +330,45 @@ impl MeshPlan {
                 ));
             }
         }
+        self.check_leases()
+    }
+
+    /// The leases on their own, then against each other, then their number.
+    fn check_leases(&self) -> Result<(), String> {
+        if self.leases.is_empty() {
+            return Ok(());
+        }
+        if !self.routing {
+            return Err(
+                "static leases need routing: a node serves an address outside its \
+                        segment only inside [Routing] Networks (leave routing on)"
+                    .into(),
+            );
+        }
+        for (k, &(mac, ip)) in self.leases.iter().enumerate() {
+            self.check_lease(mac, ip)?;
+            let earlier = &self.leases[..k];
+            if let Some(&(_, first)) = earlier.iter().find(|l| l.0 == mac) {
+                return Err(format!(
+                    "static lease {}, {ip}: {} already has a lease ({first})",
+                    Mac(mac),
+                    Mac(mac)
+                ));
+            }
+            if let Some(&(first, _)) = earlier.iter().find(|l| l.1 == ip) {
+                return Err(format!(
+                    "static lease {}, {ip}: {ip} is already leased to {}",
+                    Mac(mac),
+                    Mac(first)
+                ));
+            }
+        }
+        if self.leases.len() > MAX_LEASES {
+            return Err(format!(
+                "{} static leases: a plan holds at most {MAX_LEASES}",
+                self.leases.len()
+            ));
+        }
         Ok(())
     }
 
@@ -288,6 +399,9 @@ impl MeshPlan {
                 "[Link]                      # segment: workloads plug in here"
             );
             let _ = writeln!(c, "Role = segment");
+            for &(mac, ip) in &self.leases {
+                let _ = writeln!(c, "StaticLease = {}, {ip}", Mac(mac));
+            }
             match v6 {
                 Some(v6) => {
                     let _ = writeln!(c, "Address = {v4}/24, {v6}/64");
@@ -365,6 +479,34 @@ impl MeshPlan {
         }
         Ok(out)
     }
+}
+
+/// Reads a lease as `vdcnet mesh --lease` takes it: `MAC,IPv4` or `MAC=IPv4` (spaces
+/// allowed around the separator), the MAC as six hex octets split by `:` or `-`. Only the
+/// form is checked here; [`MeshPlan::check`] checks the lease against the plan.
+pub fn parse_lease(text: &str) -> Result<([u8; 6], Ipv4Addr), String> {
+    let usage = || {
+        format!("`{text}` is not a lease: MAC,IPv4 or MAC=IPv4, like 52:54:00:aa:bb:01,10.20.1.10")
+    };
+    let (mac, ip) = text.split_once([',', '=']).ok_or_else(usage)?;
+    let (mac, ip) = (mac.trim(), ip.trim());
+    let separator = if mac.contains('-') { '-' } else { ':' };
+    let parts: Vec<&str> = mac.split(separator).collect();
+    let bad_mac = || format!("`{mac}` is not a MAC address like 52:54:00:aa:bb:01");
+    if parts.len() != 6 {
+        return Err(bad_mac());
+    }
+    let mut octets = [0u8; 6];
+    for (o, p) in octets.iter_mut().zip(parts) {
+        if p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad_mac());
+        }
+        *o = u8::from_str_radix(p, 16).map_err(|_| bad_mac())?;
+    }
+    let ip = ip
+        .parse::<Ipv4Addr>()
+        .map_err(|_| format!("`{ip}` is not an IPv4 address"))?;
+    Ok((octets, ip))
 }
 
 fn base64_key(k: &PrivateKey) -> String {
@@ -663,5 +805,145 @@ mod tests {
         }
         .generate()
         .is_ok());
+    }
+
+    const MAC_A: [u8; 6] = [0x52, 0x54, 0, 0xaa, 0xbb, 1];
+    const MAC_B: [u8; 6] = [0x52, 0x54, 0, 0xaa, 0xbb, 2];
+
+    #[test]
+    fn every_node_file_gets_every_lease_right_after_the_segment_role() {
+        let plan = MeshPlan::default()
+            .lease(MAC_A, Ipv4Addr::new(10, 20, 1, 10))
+            .lease(MAC_B, Ipv4Addr::new(10, 20, 2, 20));
+        assert_eq!(plan.leases.len(), 2);
+        let nodes = plan.generate().unwrap();
+        for (i, n) in nodes.iter().enumerate() {
+            let want = format!(
+                "Role = segment\n\
+                 StaticLease = 52:54:00:aa:bb:01, 10.20.1.10\n\
+                 StaticLease = 52:54:00:aa:bb:02, 10.20.2.20\n\
+                 Address = 10.20.{0}.1/24, fd20:ab:cd:{0}::1/64\n",
+                i + 1
+            );
+            assert!(n.config.contains(&want), "{}", n.config);
+            assert_eq!(n.config.matches("StaticLease").count(), 2, "{}", n.config);
+            let s = sections(&n.config);
+            assert_eq!(value(&s[0], "StaticLease"), None, "not on the underlay");
+        }
+        // Where the address is at home the appliance's parser reads it as it is today.
+        let cfg = parsed(
+            &MeshPlan::default()
+                .lease(MAC_A, Ipv4Addr::new(10, 20, 1, 10))
+                .generate()
+                .unwrap()[0],
+        );
+        let dhcp = cfg.links[1]
+            .dhcp
+            .as_ref()
+            .expect("the segment's DHCP server");
+        assert_eq!(dhcp.static_leases.len(), 1);
+        assert_eq!(dhcp.static_leases[0].0 .0, MAC_A);
+        assert_eq!(dhcp.static_leases[0].1, Ipv4Addr::new(10, 20, 1, 10));
+        // No leases, no line.
+        for n in &MeshPlan::default().generate().unwrap() {
+            assert!(!n.config.contains("StaticLease"), "{}", n.config);
+        }
+    }
+
+    #[test]
+    fn a_lease_is_at_home_in_the_segment_that_holds_it() {
+        let plan = MeshPlan::default();
+        assert_eq!(plan.lease_home(Ipv4Addr::new(10, 20, 2, 20)), Some(2));
+        assert_eq!(plan.lease_home(Ipv4Addr::new(10, 20, 9, 20)), None);
+        assert_eq!(plan.lease_home(Ipv4Addr::new(10, 21, 1, 20)), None);
+        // An address of the /16 that no node's segment holds is visiting everywhere.
+        assert!(plan
+            .check_lease(MAC_A, Ipv4Addr::new(10, 20, 9, 20))
+            .is_ok());
+    }
+
+    #[test]
+    fn leases_are_read_as_mac_comma_or_equals_ipv4() {
+        let want = Ok((MAC_A, Ipv4Addr::new(10, 20, 1, 10)));
+        assert_eq!(parse_lease("52:54:00:aa:bb:01,10.20.1.10"), want);
+        assert_eq!(parse_lease("52:54:00:AA:BB:01=10.20.1.10"), want);
+        assert_eq!(parse_lease(" 52-54-00-aa-bb-01 , 10.20.1.10 "), want);
+        let e = parse_lease("52:54:00:aa:bb:01").unwrap_err();
+        assert!(e.contains("MAC,IPv4 or MAC=IPv4"), "{e}");
+        let e = parse_lease("52:54:00:aa:bb,10.20.1.10").unwrap_err();
+        assert!(e.contains("`52:54:00:aa:bb` is not a MAC address"), "{e}");
+        let e = parse_lease("52:54:00:aa:bb:+1,10.20.1.10").unwrap_err();
+        assert!(e.contains("not a MAC address"), "{e}");
+        let e = parse_lease("52:54:00:aa:bb:01,10.20.1").unwrap_err();
+        assert!(e.contains("`10.20.1` is not an IPv4 address"), "{e}");
+        let e = parse_lease("52:54:00:aa:bb:01,fd20::10").unwrap_err();
+        assert!(e.contains("not an IPv4 address"), "{e}");
+    }
+
+    #[test]
+    fn impossible_leases_are_refused_with_what_is_wrong() {
+        let refused = |plan: MeshPlan, what: &str| {
+            let e = plan.generate().expect_err(what);
+            assert!(e.contains(what), "{e}");
+        };
+        let one = |mac: [u8; 6], ip: [u8; 4]| MeshPlan::default().lease(mac, ip.into());
+        refused(
+            one([0x01, 0, 0x5e, 0, 0, 1], [10, 20, 1, 10]),
+            "static lease 01:00:5e:00:00:01, 10.20.1.10: 01:00:5e:00:00:01 is a group address",
+        );
+        refused(one([0; 6], [10, 20, 1, 10]), "is all zeros");
+        refused(
+            one(MAC_A, [10, 21, 1, 10]),
+            "10.21.1.10 is outside the VDC's 10.20.0.0/16",
+        );
+        refused(
+            one(MAC_A, [10, 20, 2, 1]),
+            "10.20.2.1 is node2's own address",
+        );
+        refused(
+            one(MAC_A, [10, 20, 3, 0]),
+            "10.20.3.0 is the network address of node3's segment 10.20.3.0/24",
+        );
+        refused(
+            one(MAC_A, [10, 20, 1, 255]),
+            "10.20.1.255 is the broadcast address of node1's segment",
+        );
+        refused(
+            one(MAC_A, [10, 20, 255, 255]),
+            "10.20.255.255 is the broadcast address of 10.20.255.0/24",
+        );
+        refused(
+            one(MAC_A, [10, 20, 1, 10]).lease(MAC_A, [10, 20, 2, 10].into()),
+            "static lease 52:54:00:aa:bb:01, 10.20.2.10: 52:54:00:aa:bb:01 already has a \
+             lease (10.20.1.10)",
+        );
+        refused(
+            one(MAC_A, [10, 20, 1, 10]).lease(MAC_B, [10, 20, 1, 10].into()),
+            "10.20.1.10 is already leased to 52:54:00:aa:bb:01",
+        );
+        refused(
+            MeshPlan {
+                routing: false,
+                ..one(MAC_A, [10, 20, 1, 10])
+            },
+            "static leases need routing",
+        );
+        // 64 leases are fine, 65 are not.
+        let many = |n: usize| MeshPlan {
+            leases: (0..n)
+                .map(|k| {
+                    (
+                        [0x52, 0x54, 0, 0xaa, 0, k as u8],
+                        Ipv4Addr::new(10, 20, 1, 10 + k as u8),
+                    )
+                })
+                .collect(),
+            ..MeshPlan::default()
+        };
+        assert!(many(MAX_LEASES).generate().is_ok());
+        refused(
+            many(MAX_LEASES + 1),
+            "65 static leases: a plan holds at most 64",
+        );
     }
 }

@@ -1,12 +1,14 @@
 //! `vdcnet mesh`: write the node files of an N-node full mesh (see `vdcnet_qemu::mesh`):
 //! each node has an underlay link (NIC 0) and a segment link (NIC 1) for its workloads,
-//! and a `[Routing]` section unless `--no-routing`.
+//! and a `[Routing]` section unless `--no-routing`; `--lease MAC,IPv4` puts the same
+//! `StaticLease` into every node's segment (a VDC-wide static lease).
 
 use super::{Args, CmdResult, UsageError};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vdcnet_qemu::mesh::MeshPlan;
+use vdcnet_qemu::mesh::{parse_lease, MeshPlan};
+use vdcnet_qemu::Mac;
 
 /// `vdcnet mesh --help`: the flags beyond the address plan's.
 const HELP: &str = "\
@@ -16,7 +18,12 @@ vdcnet mesh --nodes N --out DIR [options]
   --hidden 3,4           hidden nodes (behind a NAT): the others have no Endpoint for them
   --hidden-keepalive S   a hidden node's keepalive to the public nodes (default 25)
   --no-routing           leave out the [Routing] section (default: on, the VDC's /16, /48)
-  --hello MS             the routing protocol's HelloInterval (50..=60000 ms)";
+  --hello MS             the routing protocol's HelloInterval (50..=60000 ms)
+  --lease MAC,IPv4       a VDC-wide static lease (repeatable, at most 64; or MAC=IPv4):
+                         `StaticLease = MAC, IPv4` in every node's segment. The node whose
+                         /24 holds the address leases it as usual, the others as a /32
+                         with routes to themselves; the address lies in the VDC's /16,
+                         is no node's .1 and no /24's network or broadcast address";
 
 /// `3,4` or `node3, node4`: 1-based node numbers.
 fn node_list(v: &str) -> Result<BTreeSet<usize>, UsageError> {
@@ -57,6 +64,11 @@ pub fn main(args: &[String]) -> CmdResult {
             "--hidden-keepalive" => plan.hidden_keepalive = a.parsed("--hidden-keepalive")?,
             "--no-routing" => plan.routing = false,
             "--hello" => plan.hello_ms = Some(a.parsed("--hello")?),
+            "--lease" => {
+                let v = a.value("--lease")?;
+                let lease = parse_lease(v).map_err(|e| UsageError(format!("--lease {v}: {e}")))?;
+                plan.leases.push(lease);
+            }
             "--help" | "-h" => {
                 println!("{HELP}");
                 return Ok(ExitCode::SUCCESS);
@@ -84,6 +96,13 @@ pub fn main(args: &[String]) -> CmdResult {
             path.display()
         );
     }
+    for &(mac, ip) in &plan.leases {
+        let home = match plan.lease_home(ip) {
+            Some(i) => format!("at home on node{i}, visiting on the others"),
+            None => "in no node's segment: visiting on every node".into(),
+        };
+        println!("lease {} {ip}: {home}", Mac(mac));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -103,6 +122,7 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vdcnet_qemu::mesh::MAX_LEASES;
 
     #[test]
     fn hidden_takes_numbers_or_node_names() {
@@ -110,5 +130,82 @@ mod tests {
         assert_eq!(node_list("node2, 1").unwrap(), BTreeSet::from([1, 2]));
         assert!(node_list("3,x").is_err());
         assert!(node_list("").is_err());
+    }
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_lease_flag_reaches_every_node_file() {
+        let dir = std::env::temp_dir().join(format!("vdcnet-mesh-lease-{}", std::process::id()));
+        let out = dir.to_str().unwrap();
+        let r = main(&args(&[
+            "--nodes",
+            "2",
+            "--lease",
+            "52:54:00:aa:bb:01,10.20.1.10",
+            "--lease",
+            "52:54:00:aa:bb:02=10.20.2.20",
+            "--out",
+            out,
+        ]));
+        let files: Vec<String> = (1..=2)
+            .map(|i| std::fs::read_to_string(dir.join(format!("node{i}.conf"))).unwrap())
+            .collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(r.is_ok(), "{r:?}");
+        for f in &files {
+            assert!(
+                f.contains(
+                    "Role = segment\n\
+                     StaticLease = 52:54:00:aa:bb:01, 10.20.1.10\n\
+                     StaticLease = 52:54:00:aa:bb:02, 10.20.2.20\n"
+                ),
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_leases_are_usage_errors_that_say_why() {
+        let refused = |list: &[&str], what: &str| {
+            let mut full = args(&["--nodes", "2", "--out", "/nonexistent/vdcnet-mesh"]);
+            full.extend(args(list));
+            let e = main(&full).expect_err(what).to_string();
+            assert!(e.contains(what), "{e}");
+        };
+        refused(&["--lease"], "--lease needs a value");
+        refused(
+            &["--lease", "52:54:00:aa:bb:01"],
+            "--lease 52:54:00:aa:bb:01: `52:54:00:aa:bb:01` is not a lease",
+        );
+        refused(
+            &["--lease", "nope,10.20.1.10"],
+            "`nope` is not a MAC address",
+        );
+        refused(
+            &["--lease", "52:54:00:aa:bb:01,10.30.1.10"],
+            "10.30.1.10 is outside the VDC's 10.20.0.0/16",
+        );
+        refused(
+            &["--lease", "52:54:00:aa:bb:01,10.20.1.1"],
+            "node1's own address",
+        );
+        refused(
+            &[
+                "--lease",
+                "52:54:00:aa:bb:01,10.20.1.10",
+                "--lease",
+                "52:54:00:aa:bb:02,10.20.1.10",
+            ],
+            "already leased to 52:54:00:aa:bb:01",
+        );
+        refused(
+            &["--lease", "52:54:00:aa:bb:01,10.20.1.10", "--no-routing"],
+            "static leases need routing",
+        );
+        // The help text says 64.
+        assert_eq!(MAX_LEASES, 64);
     }
 }
