@@ -8,10 +8,13 @@
 //!
 //! One lab serves every assertion, in order: DNS answers from both gateways list both,
 //! rotated, and refuse other zones; the workload with its own key is served under its
-//! name, moves to another underlay address with the same key and is served again; the
-//! client keeps getting answers while node 1 (a gateway) is killed and while node 3 (a
-//! backend) is killed; the dead gateway leaves the survivor's answers and comes back
-//! after its reboot. The requests that failed, and for how long, are printed.
+//! name, moves to another underlay address with the same key and is served again; a
+//! workload of node 3's segment (a VDC-wide static lease on every node) moves with its
+//! address to node 4's segment, back home and to node 4 again, served under its name after
+//! each move; the client keeps getting answers while node 1 (a gateway) is killed and while
+//! node 3 (a backend, and the moved workload's home) is killed; the dead gateway leaves
+//! the survivor's answers and comes back after its reboot. The requests that failed, and
+//! for how long, are printed.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -19,8 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-use vdcnet_qemu::lab::{Lab, Topology};
-use vdcnet_qemu::{Netns, TempDir, UnderlayHost};
+use vdcnet_qemu::lab::{Lab, Topology, WORKLOAD_IF};
+use vdcnet_qemu::{Mac, Netns, TempDir, UnderlayHost};
 use vdcnet_tests::{
     nginx_in, ok, output_text, require_root, run_in, spawn_in, wait_listening, Killed,
 };
@@ -34,6 +37,9 @@ const ROAMER: &str = "10.20.99.10";
 const ROAMER_AT: [&str; 2] = ["192.168.100.60", "192.168.100.61"];
 const B3: &str = "10.20.3.10";
 const B4: &str = "10.20.4.10";
+/// The workload that moves between segments with its address: at home on node 3's.
+const MOVER: &str = "10.20.3.20";
+const MOVER_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x33, 0x00, 0x20];
 /// Waits for things that must happen (never a timing assertion: the times are printed).
 const SLOW: Duration = Duration::from_secs(90);
 
@@ -63,6 +69,14 @@ CheckTimeout = 500
 Name = app.example.org
 Mode = http
 Backend = {ROAMER}:8080
+
+[Service]
+Name = moved.example.org
+Mode = http
+Backend = {MOVER}:8080
+HealthCheck = http /health
+CheckInterval = 1000
+CheckTimeout = 500
 
 [DNS]
 Zone = example.org
@@ -368,6 +382,69 @@ impl Drop for Traffic {
 }
 
 /// Node `i`'s latest stats line and its peer lines from boot.
+/// Plugs the moving workload's namespace into node `node`'s segment: a macvlan with its
+/// MAC on that workload namespace's interface, moved into `mover`, then DHCP there as the
+/// lab's workloads do. Returns the address and prefix length it got.
+fn plug_mover(lab: &Lab, node: usize, mover: &Netns) -> String {
+    let mac = Mac(MOVER_MAC).to_string();
+    let ws = lab.workload(node);
+    ok(ws
+        .ip(&[
+            "link",
+            "add",
+            "mv0",
+            "link",
+            WORKLOAD_IF,
+            "address",
+            &mac,
+            "type",
+            "macvlan",
+            "mode",
+            "bridge",
+        ])
+        .map(|_| ()));
+    ok(ws
+        .ip(&["link", "set", "mv0", "netns", mover.name()])
+        .map(|_| ()));
+    ok(mover.ip(&["link", "set", "mv0", "up"]).map(|_| ()));
+    let script = lab.dhcp_script().to_str().unwrap().to_string();
+    let out = run_in(
+        mover,
+        "busybox",
+        &[
+            "udhcpc",
+            "-i",
+            "mv0",
+            "-q",
+            "-n",
+            "-t",
+            "10",
+            "-O",
+            "staticroutes",
+            "-s",
+            &script,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "udhcpc on node{}'s segment: {}",
+        node + 1,
+        output_text(&out)
+    );
+    let addr = run_in(mover, "ip", &["-4", "-o", "addr", "show", "dev", "mv0"]);
+    let text = output_text(&addr);
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or("(none)")
+        .to_string()
+}
+
+/// Unplugs the moving workload: its interface goes, with no word to the appliance.
+fn unplug_mover(mover: &Netns) {
+    ok(mover.ip(&["link", "del", "mv0"]).map(|_| ()));
+}
+
 fn gateway_stats(lab: &Lab, i: usize) -> String {
     let console = lab.vm(i).console();
     let mut lines = console.matching("vdcnet: peer");
@@ -394,8 +471,10 @@ fn several_gateways_keep_a_name_up_through_lost_gateways_and_nodes_and_moved_wor
     let topo = Topology::new(4)
         .static_v4(2, B3.parse().unwrap())
         .static_v4(3, B4.parse().unwrap())
+        .lease(Mac(MOVER_MAC), MOVER.parse().unwrap())
         .append(0, "vdcnet.stats=1")
         .append(1, "vdcnet.stats=1")
+        .append(3, "vdcnet.stats=1")
         .edit_config(move |i, text| match i {
             0 | 1 => format!("{text}{}", gateway_sections(i, &roamer_public)),
             _ => text.to_string(),
@@ -535,6 +614,64 @@ fn several_gateways_keep_a_name_up_through_lost_gateways_and_nodes_and_moved_wor
         moved.elapsed()
     );
 
+    // A workload of node 3's segment moves with its address: to node 4's segment (where
+    // the lease is a /32 and node 4 announces a host route), back home (node 4 notices
+    // it gone and withdraws the route), and to node 4 again.
+    let mover = ok(Netns::create());
+    let mover_dir = dir.path().join("mover");
+    std::fs::create_dir_all(&mover_dir).unwrap();
+    assert_eq!(plug_mover(&lab, 2, &mover), format!("{MOVER}/24"));
+    let _mover_web = nginx_in(
+        &mover,
+        &mover_dir,
+        "    server {\n        listen 8080;\n        location = /health { return 200 \"ok\\n\"; }\n        \
+         location / { return 200 \"mover\\n\"; }\n    }",
+    );
+    wait_listening(&mover, MOVER, 8080);
+    let took = wait_until("the workload on node 3's segment is served by name", || {
+        let (g, b) = get(client.name(), "moved.example.org");
+        g && b.starts_with("mover")
+    });
+    eprintln!("the workload at home on node 3's segment served {took:.1?} after it started");
+    for (to, want) in [(3, "/32"), (2, "/24"), (3, "/32")] {
+        unplug_mover(&mover);
+        let moved = Instant::now();
+        let got = plug_mover(&lab, to, &mover);
+        assert_eq!(
+            got,
+            format!("{MOVER}{want}"),
+            "DHCP on node{}'s segment",
+            to + 1
+        );
+        let t = Instant::now();
+        loop {
+            let (g, b) = get(client.name(), "moved.example.org");
+            if g && b.starts_with("mover") {
+                break;
+            }
+            if t.elapsed() > SLOW {
+                panic!(
+                    "the workload moved to node{}'s segment is not served again: {b}\ngateway stats:\n{}\n{}\nnode4: {}",
+                    to + 1,
+                    gateway_stats(&lab, 0),
+                    gateway_stats(&lab, 1),
+                    gateway_stats(&lab, 3),
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!(
+            "the workload moved to node{}'s segment with its address ({got}): served again {:.1?} after it was plugged in",
+            to + 1,
+            moved.elapsed()
+        );
+    }
+    assert!(
+        gateway_stats(&lab, 3).contains(&format!("here={MOVER}")),
+        "node4 lists its visitor: {}",
+        gateway_stats(&lab, 3)
+    );
+
     // Kill gateway 1: the client keeps getting answers; the survivor drops it from DNS.
     let traffic = Traffic::start(client.name().to_string());
     thread::sleep(Duration::from_secs(2));
@@ -579,6 +716,12 @@ fn several_gateways_keep_a_name_up_through_lost_gateways_and_nodes_and_moved_wor
     assert!(
         bodies.iter().all(|b| b.starts_with("node4")),
         "only node4 is left: {bodies:?}"
+    );
+    // The moved workload lives on without its home node.
+    let (g, b) = get(client.name(), "moved.example.org");
+    assert!(
+        g && b.starts_with("mover"),
+        "the workload visiting node 4 is served with node 3 dead: {b}"
     );
 
     // Both come back by themselves.

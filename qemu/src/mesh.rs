@@ -830,20 +830,17 @@ mod tests {
             let s = sections(&n.config);
             assert_eq!(value(&s[0], "StaticLease"), None, "not on the underlay");
         }
-        // Where the address is at home the appliance's parser reads it as it is today.
-        let cfg = parsed(
-            &MeshPlan::default()
-                .lease(MAC_A, Ipv4Addr::new(10, 20, 1, 10))
-                .generate()
-                .unwrap()[0],
-        );
-        let dhcp = cfg.links[1]
-            .dhcp
-            .as_ref()
-            .expect("the segment's DHCP server");
-        assert_eq!(dhcp.static_leases.len(), 1);
-        assert_eq!(dhcp.static_leases[0].0 .0, MAC_A);
-        assert_eq!(dhcp.static_leases[0].1, Ipv4Addr::new(10, 20, 1, 10));
+        // Every node's file boots: at home on node 1, visiting on the others.
+        for node in &nodes {
+            let cfg = parsed(node);
+            let dhcp = cfg.links[1]
+                .dhcp
+                .as_ref()
+                .expect("the segment's DHCP server");
+            assert_eq!(dhcp.static_leases.len(), 2);
+            assert_eq!(dhcp.static_leases[0].0 .0, MAC_A);
+            assert_eq!(dhcp.static_leases[0].1, Ipv4Addr::new(10, 20, 1, 10));
+        }
         // No leases, no line.
         for n in &MeshPlan::default().generate().unwrap() {
             assert!(!n.config.contains("StaticLease"), "{}", n.config);

@@ -254,6 +254,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             .dhcp
             .as_mut()
             .map(|d| d.handle(now_secs, &pkt[range], &mut buf[hdr..]));
+        let mut bound = None;
         match result {
             Some(Ok(Some(reply))) => {
                 let n = reply.len;
@@ -271,11 +272,21 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 if link.transmit(reply.dst_mac, EthernetProtocol::Ipv4, &buf[..hdr + n]) {
                     self.counters.dhcp_replies += 1;
                 }
+                // The client has its address now: no need to ask who has it (and an
+                // earlier failure to resolve it, before it came, is forgotten).
+                if let Some((mac, ip)) = reply.bound {
+                    let ip = IpAddress::Ipv4(ip);
+                    link.neigh.learn(ip, mac, self.now, true);
+                    bound = Some(ip);
+                }
             }
             Some(Ok(None)) | None => {}
             Some(Err(_)) => self.count(Discard::Dhcp),
         }
         self.scratch = buf;
+        if let Some(ip) = bound {
+            self.flush_held(i, ip);
+        }
         let now = self.now;
         let link = &mut self.links[i];
         if let (false, Some(d)) = (link.visitors.is_empty(), link.dhcp.as_ref()) {

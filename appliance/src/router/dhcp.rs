@@ -118,6 +118,9 @@ pub struct DhcpReply {
     /// IPv4 destination: 255.255.255.255, the client's `ciaddr` or the offered address
     /// (RFC 2131 4.1 without relays). Send it directly to `dst_mac`; do not ARP for it.
     pub dst_ip: Ipv4Address,
+    /// For an ACK of a lease: the client's MAC and address, a neighbour the router now
+    /// knows without asking.
+    pub bound: Option<(EthernetAddress, Ipv4Address)>,
 }
 
 /// Why a datagram got no reply (each one a counter for the caller).
@@ -360,7 +363,9 @@ impl DhcpServer {
             now.saturating_add(u64::from(self.lease_secs))
         };
         self.assign(now, req.mac, ip, State::Bound, expires)?;
-        Ok(self.reply(req, ACK, ip, out))
+        let mut reply = self.reply(req, ACK, ip, out);
+        reply.bound = Some((req.mac, ip));
+        Ok(reply)
     }
 
     fn decline(&mut self, now: u64, req: &Request) -> Result<(), DhcpDrop> {
@@ -616,6 +621,7 @@ impl DhcpServer {
             len,
             dst_mac,
             dst_ip,
+            bound: None,
         }
     }
 }

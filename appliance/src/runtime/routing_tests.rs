@@ -650,6 +650,20 @@ fn a_workload_moved_to_another_segment_keeps_its_address_and_is_routed_there() {
     net.run(3000);
     // Home: node 1's /24 covers it everywhere.
     assert_eq!(net.roamer_hop(3).map(|r| r.0), Some(segment(1)));
+    // Asked for before it exists, its address fails to resolve at node 1...
+    net.host_send(3, EthernetProtocol::Ipv4, &udp(host_v4(3), ROAMER_V4, 30));
+    net.run(4000);
+    // ...but once it has its lease at home (a /24, no routes option), node 1 knows it at
+    // once rather than remembering the failure for 20 s.
+    let (addr, mask, routes) = net.roam_to(1);
+    assert_eq!(
+        (addr, &mask[..], routes),
+        (ROAMER_V4, &[255u8, 255, 255, 0][..], None)
+    );
+    net.host_send(3, EthernetProtocol::Ipv4, &udp(host_v4(3), ROAMER_V4, 30));
+    net.run(50);
+    assert!(net.roamer_got(30), "{}", net.console);
+    assert_eq!(net.roamer_hop(3).map(|r| r.0), Some(segment(1)));
 
     // It turns up on node 2's segment: a /32 with the server on-link and the default
     // route through it (RFC 3442).
