@@ -1,8 +1,10 @@
 //! Untrusted bytes into the forwarding plane. The first byte picks what gets them:
-//! - 0: the DHCP server (`DhcpServer::handle`), as a UDP payload from a segment host;
+//! - 0: the DHCP server (`DhcpServer::handle`), as a UDP payload from a segment host
+//!   (with a static lease in its subnet and a visiting one outside it);
 //! - 1: the masquerade, as an outbound then an inbound IPv4 packet;
 //! - otherwise: a whole appliance (an underlay link with `Egress = nat`, a segment link
-//!   with DHCP and router advertisements, a tunnel peer) fed the rest as Ethernet frames
+//!   with DHCP, router advertisements, a home and a visiting static lease, a tunnel peer
+//!   and Babel) fed the rest as Ethernet frames
 //!   on its ports, polled as time advances.
 //!
 //! Nothing may panic; every frame counts as received on its link.
@@ -27,12 +29,15 @@ Egress = nat
 Role = segment
 Address = 10.20.1.1/24, fd20:ab:cd:1::1/64
 StaticLease = 52:54:00:aa:bb:01, 10.20.1.10
+StaticLease = 52:54:00:aa:bb:02, 10.20.2.20
 [Interface]
 PrivateKey = dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=
 [Peer]
 PublicKey = 3p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08=
 Endpoint = 192.168.100.2:51820
 AllowedIPs = 10.20.2.0/24, fd20:ab:cd:2::/64
+[Routing]
+Networks = 10.20.0.0/16, fd20:ab:cd::/48
 ";
 
 /// A deterministic generator: fuzzing wants reproducible runs, not secrecy.
@@ -96,7 +101,10 @@ fuzz_target!(|data: &[u8]| {
                 addr: smoltcp::wire::Ipv4Address::new(10, 20, 1, 1),
                 prefix_len: 29,
                 lease_secs: 600,
-                static_leases: Vec::new(),
+                static_leases: vec![
+                    (smoltcp::wire::EthernetAddress([2, 0, 0, 0, 0, 3]), smoltcp::wire::Ipv4Address::new(10, 20, 1, 3)),
+                    (smoltcp::wire::EthernetAddress([2, 0, 0, 0, 0, 9]), smoltcp::wire::Ipv4Address::new(10, 20, 9, 9)),
+                ],
                 dns: None,
                 mtu: Some(1500),
             });

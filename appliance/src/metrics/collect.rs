@@ -43,6 +43,8 @@ pub fn collect<D: NetDevice, R: CryptoRngCore>(
                 capacity: n.capacity(),
                 counters: n.counters(),
             }),
+            visitors: (!l.visitors.is_empty())
+                .then(|| (l.visitors.present().count(), l.visitors.counters)),
         })
         .collect();
     let tunnel = router.tunnel.as_ref().map(|t| {

@@ -18,6 +18,7 @@ use super::exposition::{Exposition, Kind};
 use super::gateway::GatewayStats;
 use super::mycelium::MyceliumStats;
 use crate::router::nat::NatCounters;
+use crate::router::visitors::VisitorCounters;
 use crate::router::{Counters as RouterCounters, LinkCounters, ALL_DROPS};
 use crate::tunnel::counters::ALL_DROP_REASONS;
 use crate::tunnel::Counters as TunnelCounters;
@@ -34,6 +35,8 @@ pub struct LinkStats {
     pub dhcp_leases: Option<usize>,
     /// The masquerade's table, when the link has `Egress = nat`.
     pub nat: Option<NatStats>,
+    /// Visitors present now and what they did, when the segment has visiting leases.
+    pub visitors: Option<(usize, VisitorCounters)>,
 }
 
 /// The masquerade of one egress link.
@@ -331,6 +334,40 @@ impl Snapshot {
         for (n, l) in self.links.iter().enumerate() {
             if let Some(leases) = l.dhcp_leases {
                 e.sample(&[("link", &n)], leases);
+            }
+        }
+        let visited = || {
+            self.links
+                .iter()
+                .enumerate()
+                .filter_map(|(n, l)| l.visitors.map(|v| (n, v)))
+        };
+        if visited().next().is_some() {
+            e.family(
+                "vdcnet_visitors",
+                Kind::Gauge,
+                "Workloads of other segments visiting this one now (their /32 announced).",
+            );
+            for (n, (present, _)) in visited() {
+                e.sample(&[("link", &n)], present);
+            }
+            e.family(
+                "vdcnet_visitor_events_total",
+                Kind::Counter,
+                "Visitors that arrived, and that left (silent: gone after unanswered ARP probes).",
+            );
+            for (n, (_, c)) in visited() {
+                e.sample(&[("link", &n), ("event", &"arrived")], c.arrived);
+                e.sample(&[("link", &n), ("event", &"left")], c.left);
+                e.sample(&[("link", &n), ("event", &"silent")], c.silent);
+            }
+            e.family(
+                "vdcnet_visitor_probes_total",
+                Kind::Counter,
+                "ARP probes sent to silent visitors.",
+            );
+            for (n, (_, c)) in visited() {
+                e.sample(&[("link", &n)], c.probes);
             }
         }
         let nats = || {

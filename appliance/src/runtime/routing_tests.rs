@@ -687,6 +687,23 @@ fn a_workload_moved_to_another_segment_keeps_its_address_and_is_routed_there() {
             net.console
         );
     }
+    let app = &net.apps[1];
+    let snap = crate::metrics::collect(
+        &app.router,
+        Instant::from_micros(0),
+        Instant::from_micros(net.t_us as i64),
+        0,
+        Default::default(),
+    );
+    let mut body = String::new();
+    snap.render(&mut body).unwrap();
+    for want in [
+        "vdcnet_visitors{link=\"1\"} 1\n",
+        "vdcnet_visitor_events_total{link=\"1\",event=\"arrived\"} 1\n",
+        "vdcnet_route_info{prefix=\"10.20.1.77/32\",target=\"link1\",via=\"\",origin=\"visitor\",metric=\"0\"} 1\n",
+    ] {
+        assert!(body.contains(want), "{want} in\n{body}");
+    }
     // Traffic both ways: node 3's host reaches it and its answer is no spoof at node 2.
     net.host_send(3, EthernetProtocol::Ipv4, &udp(host_v4(3), ROAMER_V4, 31));
     net.run(50);
