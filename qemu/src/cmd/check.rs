@@ -262,11 +262,16 @@ pub fn summary(cfg: &Config) -> String {
                         } else {
                             format!(
                                 "; static: {}",
-                                list(
-                                    d.static_leases
+                                list(d.static_leases.iter().map(|(m, a)| {
+                                    let home = l
+                                        .addresses
                                         .iter()
-                                        .map(|(m, a)| format!("{} -> {a}", mac(m.0)))
-                                )
+                                        .any(|c| c.contains_addr(&IpAddress::Ipv4(*a)));
+                                    // Outside the segment: a workload of another
+                                    // segment that may visit this one (a /32).
+                                    let visiting = if home { "" } else { " (visiting)" };
+                                    format!("{} -> {a}{visiting}", mac(m.0))
+                                }))
                             )
                         };
                         let _ = writeln!(
@@ -392,6 +397,19 @@ Endpoint = 192.168.100.2:51820
 AllowedIPs = 10.20.2.0/24, fd20:ab:cd:2::/64
 PersistentKeepalive = 25
 ";
+
+    #[test]
+    fn a_lease_of_another_segment_is_marked_visiting() {
+        let text = NODE.replace(
+            "StaticLease = 52:54:00:aa:bb:01, 10.20.1.10\n",
+            "StaticLease = 52:54:00:aa:bb:01, 10.20.1.10\nStaticLease = 52:54:00:aa:bb:02, 10.20.2.20\n",
+        ) + "[Routing]\nNetworks = 10.20.0.0/16\n";
+        let s = check(text.as_bytes()).unwrap();
+        assert!(
+            s.contains("static: 52:54:00:aa:bb:01 -> 10.20.1.10, 52:54:00:aa:bb:02 -> 10.20.2.20 (visiting)"),
+            "{s}"
+        );
+    }
 
     #[test]
     fn a_good_file_is_summarised() {
