@@ -4,7 +4,7 @@
 use super::packet::{
     udp4_checksum, write_ipv4, write_ipv6, write_udp, IPV4_HEADER, IPV6_HEADER, UDP_HEADER,
 };
-use super::ports::{multicast_mac, solicited_node};
+use super::ports::{multicast_mac, solicited_node, Link};
 use super::{dst_of, ra, take, udp_payload_to, Discard, Router};
 use rand_core::CryptoRngCore;
 use smoltcp::phy::ChecksumCapabilities;
@@ -299,19 +299,9 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
     /// straight to its MAC, as Linux re-confirms a neighbour.
     pub(super) fn arp_request(&mut self, j: usize, mac: EthernetAddress, ip: Ipv4Address) {
         let link = &mut self.links[j];
-        let Some(ours) = link.first_v4() else {
-            return;
-        };
-        let req = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Request,
-            source_hardware_addr: link.mac,
-            source_protocol_addr: ours,
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: ip,
-        };
-        let mut buf = [0u8; 28];
-        req.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
-        link.transmit(mac, EthernetProtocol::Arp, &buf);
+        if let Some(ours) = link.first_v4() {
+            send_arp_request(link, mac, ours, ip);
+        }
     }
 
     /// Asks who has `hop` on link `j` (ARP request or neighbour solicitation); the caller
@@ -331,16 +321,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 else {
                     return;
                 };
-                let req = ArpRepr::EthernetIpv4 {
-                    operation: ArpOperation::Request,
-                    source_hardware_addr: link.mac,
-                    source_protocol_addr: ours,
-                    target_hardware_addr: EthernetAddress([0; 6]),
-                    target_protocol_addr: a,
-                };
-                let mut buf = [0u8; 28];
-                req.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
-                if link.transmit(EthernetAddress::BROADCAST, EthernetProtocol::Arp, &buf) {
+                if send_arp_request(link, EthernetAddress::BROADCAST, ours, a) {
                     self.counters.neighbor_probes += 1;
                 }
             }
@@ -357,4 +338,24 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             }
         }
     }
+}
+
+/// Asks `dst` on `link` who has `target`, from our address `ours`; `false` if the NIC did
+/// not take the frame.
+fn send_arp_request<D: NetDevice>(
+    link: &mut Link<D>,
+    dst: EthernetAddress,
+    ours: Ipv4Address,
+    target: Ipv4Address,
+) -> bool {
+    let req = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: link.mac,
+        source_protocol_addr: ours,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    };
+    let mut buf = [0u8; 28];
+    req.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
+    link.transmit(dst, EthernetProtocol::Arp, &buf)
 }
