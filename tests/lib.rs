@@ -260,6 +260,21 @@ pub fn mycelium_binary() -> std::path::PathBuf {
     vdcnet_qemu::find_mycelium().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `mycelium inspect --json`: what myceliumd derives from the key in `key_file`, or from
+/// `public_key` when given (the key file is then only the argument the CLI requires). Its
+/// JSON text; an offline computation, run on the host.
+pub fn mycelium_inspect(bin: &Path, key_file: &Path, public_key: Option<&str>) -> String {
+    let out = Command::new(bin)
+        .arg("--key-file")
+        .arg(key_file)
+        .args(["inspect", "--json"])
+        .args(public_key)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("mycelium inspect");
+    output_text(&out)
+}
+
 /// myceliumd in a namespace, killed on drop.
 pub struct Myceliumd {
     child: std::process::Child,
@@ -275,19 +290,8 @@ impl Myceliumd {
             .command(bin.to_str().expect("utf-8 path"))
             .arg("--key-file")
             .arg(dir.join("mycelium.key"))
-            .args([
-                "--tun-name",
-                "myc0",
-                "--disable-quic",
-                "--disable-peer-discovery",
-                "--tcp-listen-port",
-                "9651",
-                "--api-addr",
-                "127.0.0.1:8989",
-                "--jsonrpc-addr",
-                "127.0.0.1:8990",
-                "--debug",
-            ])
+            .args(vdcnet_qemu::MYCELIUMD_ARGS)
+            .arg("--debug")
             .stdin(std::process::Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log file"))
             .stderr(std::process::Stdio::inherit())

@@ -22,15 +22,14 @@
 use rand_core::{OsRng, RngCore};
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
-use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 use vdcnet_appliance::mycelium::SecretKey;
 use vdcnet_qemu::lab::{Lab, Topology};
 use vdcnet_qemu::{Netns, TempDir, UnderlayHost};
 use vdcnet_tests::{
-    cli, json_str, mycelium_binary, ok, output_text, require_root, run_in, spawn_in,
-    wait_listening, Myceliumd,
+    cli, json_str, mycelium_binary, mycelium_inspect, ok, output_text, require_root, run_in,
+    spawn_in, wait_listening, Myceliumd,
 };
 
 /// myceliumd's underlay address.
@@ -166,15 +165,8 @@ CheckInterval = 1000
     OsRng.fill_bytes(&mut their);
     std::fs::write(dir.path().join("mycelium.key"), their).expect("key file");
     let mut daemon = Some(start_daemon(&bin, hns, dir.path()));
-    let inspect = hns
-        .command(bin.to_str().unwrap())
-        .arg("--key-file")
-        .arg(dir.path().join("mycelium.key"))
-        .args(["inspect", "--json"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("mycelium inspect");
-    let their_addr: Ipv6Addr = json_str(&output_text(&inspect), "address")
+    let inspect = mycelium_inspect(&bin, &dir.path().join("mycelium.key"), None);
+    let their_addr: Ipv6Addr = json_str(&inspect, "address")
         .and_then(|a| a.parse().ok())
         .expect("inspect prints address");
     let log = |d: &Option<Myceliumd>| d.as_ref().map(|d| d.log_tail()).unwrap_or_default();
@@ -182,15 +174,8 @@ CheckInterval = 1000
     // The printed address is the one mycelium derives from the key.
     for (i, pk) in pks.iter().enumerate() {
         let line = ok(lab.vm(i).wait_for_line("vdcnet: mycelium address", SLOW));
-        let out = hns
-            .command(bin.to_str().unwrap())
-            .arg("--key-file")
-            .arg(dir.path().join("cli-no-key"))
-            .args(["inspect", "--json", &pk.to_string()])
-            .stdin(Stdio::null())
-            .output()
-            .expect("mycelium inspect KEY");
-        let theirs = json_str(&output_text(&out), "address").expect("inspect KEY: address");
+        let out = mycelium_inspect(&bin, &dir.path().join("cli-no-key"), Some(&pk.to_string()));
+        let theirs = json_str(&out, "address").expect("inspect KEY: address");
         assert!(
             line.contains(&format!("address {theirs} ")),
             "node{} printed {line:?}; mycelium inspect says {theirs}",

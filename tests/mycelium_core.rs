@@ -28,7 +28,6 @@ use smoltcp::time::Instant as SmolInstant;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv6Addr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -37,7 +36,7 @@ use vdcnet_appliance::mycelium::{
     Counters, Node, PeerId, PeerStatus, RouteStatus, SecretKey, Sent, Settings, Subnet, TCP_V4_COST,
 };
 use vdcnet_qemu::{Netns, TempDir};
-use vdcnet_tests::{cli, json_str, mycelium_binary, ok, output_text, require_root, Myceliumd};
+use vdcnet_tests::{cli, json_str, mycelium_binary, mycelium_inspect, ok, require_root, Myceliumd};
 
 /// Bound on every wait (the core says Hello on connect; myceliumd answers at once).
 const WAIT: Duration = Duration::from_secs(30);
@@ -216,15 +215,7 @@ fn myceliumd_and_the_core_route_and_exchange_sealed_packets() {
     let daemon_started = Instant::now();
 
     // Its identity, as its own CLI derives it from the key file (32 raw octets).
-    let inspect = ns
-        .command(bin.to_str().unwrap())
-        .arg("--key-file")
-        .arg(dir.path().join("mycelium.key"))
-        .args(["inspect", "--json"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("mycelium inspect");
-    let text = output_text(&inspect);
+    let text = mycelium_inspect(&bin, &dir.path().join("mycelium.key"), None);
     let their_key = json_str(&text, "publicKey").expect("inspect prints publicKey");
     let their_addr: Ipv6Addr = json_str(&text, "address")
         .and_then(|a| a.parse().ok())
@@ -241,14 +232,12 @@ fn myceliumd_and_the_core_route_and_exchange_sealed_packets() {
 
     // Our address, as mycelium derives it from our public key.
     let our_pk = our_secret.public_key();
-    let out = Command::new(&bin)
-        .arg("--key-file")
-        .arg(dir.path().join("cli-no-key"))
-        .args(["inspect", "--json", &our_pk.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .expect("mycelium inspect KEY");
-    let their_view: Ipv6Addr = json_str(&output_text(&out), "address")
+    let out = mycelium_inspect(
+        &bin,
+        &dir.path().join("cli-no-key"),
+        Some(&our_pk.to_string()),
+    );
+    let their_view: Ipv6Addr = json_str(&out, "address")
         .and_then(|a| a.parse().ok())
         .expect("inspect KEY prints address");
     assert_eq!(their_view, our_pk.address(), "address derivation");

@@ -133,15 +133,11 @@ fn wait_dig(
     what: &str,
     ok: impl Fn(&[String]) -> bool,
 ) -> Duration {
-    let t = Instant::now();
-    loop {
-        let got = dig(ns, server, name);
-        if ok(&got) {
-            return t.elapsed();
-        }
-        assert!(t.elapsed() < SLOW, "{what}: {server} still answers {got:?}");
-        thread::sleep(Duration::from_millis(200));
-    }
+    wait_or(
+        what,
+        || ok(&dig(ns, server, name)),
+        || format!("{server} still answers {:?}", dig(ns, server, name)),
+    )
 }
 
 /// curl by name in the namespace called `ns` through its resolver, trying each address
@@ -454,12 +450,28 @@ fn gateway_stats(lab: &Lab, i: usize) -> String {
 
 #[track_caller]
 fn wait_until(what: &str, f: impl Fn() -> bool) -> Duration {
+    wait_or(what, f, String::new)
+}
+
+/// Waits until `f` holds, for at most [`SLOW`]; on failure says `what` and what `evidence`
+/// shows then. How long it took.
+#[track_caller]
+fn wait_or(what: &str, f: impl Fn() -> bool, evidence: impl Fn() -> String) -> Duration {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < SLOW, "{what}");
+        assert!(t.elapsed() < SLOW, "{what}\n{}", evidence());
         thread::sleep(Duration::from_millis(200));
     }
     t.elapsed()
+}
+
+/// Both gateways' consoles: their peers and last stats lines.
+fn both_gateways(lab: &Lab) -> String {
+    format!(
+        "gateway stats:\n{}\n{}",
+        gateway_stats(lab, 0),
+        gateway_stats(lab, 1)
+    )
 }
 
 #[test]
@@ -508,18 +520,14 @@ fn several_gateways_keep_a_name_up_through_lost_gateways_and_nodes_and_moved_wor
 
     // Each gateway answers with both, once it has heard from the other; rotated.
     for server in GW {
-        let t = Instant::now();
-        while dig(client, server, "www.example.org").len() != 2 {
-            assert!(
-                t.elapsed() < SLOW,
-                "both gateways listed: {server} answers {:?}\ngateway stats:\n{}\n{}",
-                dig(client, server, "www.example.org"),
-                gateway_stats(&lab, 0),
-                gateway_stats(&lab, 1)
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
-        let took = t.elapsed();
+        let took = wait_or(
+            &format!("both gateways listed by {server}"),
+            || dig(client, server, "www.example.org").len() == 2,
+            || {
+                let got = dig(client, server, "www.example.org");
+                format!("it answers {got:?}\n{}", both_gateways(&lab))
+            },
+        );
         eprintln!("{server} lists both gateways {took:.1?} after the lab was up");
     }
     let firsts: Vec<String> = (0..4)
@@ -595,24 +603,23 @@ fn several_gateways_keep_a_name_up_through_lost_gateways_and_nodes_and_moved_wor
         &gateway_keys,
         "b",
     );
-    let t = Instant::now();
-    loop {
-        let (g, b) = get(client.name(), "app.example.org");
-        if g && b.contains("roamer at b") {
-            break;
-        }
-        if t.elapsed() > SLOW {
+    wait_or(
+        "the moved workload is served again under its name",
+        || {
+            let (g, b) = get(client.name(), "app.example.org");
+            g && b.contains("roamer at b")
+        },
+        || {
             let wg = run_in(roamer_b.netns(), "wg", &["show", "all"]);
-            panic!(
-                "the moved workload is not served again under its name: {b}\nits wg show:\n{}\ngateway stats:\n{}\n{}\ndig: {:?}",
+            format!(
+                "last answer: {}\nits wg show:\n{}\n{}\ndig: {:?}",
+                get(client.name(), "app.example.org").1,
                 output_text(&wg),
-                gateway_stats(&lab, 0),
-                gateway_stats(&lab, 1),
+                both_gateways(&lab),
                 dig(client, GW[0], "app.example.org"),
-            );
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
+            )
+        },
+    );
     eprintln!(
         "moved to {} with the same key: served again {:.1?} after it restarted there",
         ROAMER_AT[1],
@@ -648,23 +655,24 @@ fn several_gateways_keep_a_name_up_through_lost_gateways_and_nodes_and_moved_wor
             "DHCP on node{}'s segment",
             to + 1
         );
-        let t = Instant::now();
-        loop {
-            let (g, b) = get(client.name(), "moved.example.org");
-            if g && b.starts_with("mover") {
-                break;
-            }
-            if t.elapsed() > SLOW {
-                panic!(
-                    "the workload moved to node{}'s segment is not served again: {b}\ngateway stats:\n{}\n{}\nnode4: {}",
-                    to + 1,
-                    gateway_stats(&lab, 0),
-                    gateway_stats(&lab, 1),
+        wait_or(
+            &format!(
+                "the workload moved to node{}'s segment is served again",
+                to + 1
+            ),
+            || {
+                let (g, b) = get(client.name(), "moved.example.org");
+                g && b.starts_with("mover")
+            },
+            || {
+                format!(
+                    "last answer: {}\n{}\nnode4: {}",
+                    get(client.name(), "moved.example.org").1,
+                    both_gateways(&lab),
                     gateway_stats(&lab, 3),
-                );
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
+                )
+            },
+        );
         eprintln!(
             "the workload moved to node{}'s segment with its address ({got}): served again {:.1?} after it was plugged in",
             to + 1,
@@ -673,15 +681,11 @@ fn several_gateways_keep_a_name_up_through_lost_gateways_and_nodes_and_moved_wor
     }
     // Its stats line (once a second) lists the visitor.
     let here = format!("here={MOVER}");
-    let t = Instant::now();
-    while !gateway_stats(&lab, 3).contains(&here) {
-        assert!(
-            t.elapsed() < SLOW,
-            "node4 lists its visitor: {}",
-            gateway_stats(&lab, 3)
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    wait_or(
+        "node4 lists its visitor",
+        || gateway_stats(&lab, 3).contains(&here),
+        || gateway_stats(&lab, 3),
+    );
 
     // Kill gateway 1: the client keeps getting answers; the survivor drops it from DNS.
     let traffic = Traffic::start(client.name().to_string());

@@ -135,6 +135,22 @@ pub fn run_command(cmd: &mut Command) -> Result<Output> {
     }
 }
 
+/// How the tests and benchmarks run myceliumd (after `--key-file`): TUN `myc0`, TCP peers
+/// on 9651, no QUIC, no peer discovery, its API and JSON-RPC on 127.0.0.1:8989 and :8990
+/// of its namespace.
+pub const MYCELIUMD_ARGS: &[&str] = &[
+    "--tun-name",
+    "myc0",
+    "--disable-quic",
+    "--disable-peer-discovery",
+    "--tcp-listen-port",
+    "9651",
+    "--api-addr",
+    "127.0.0.1:8989",
+    "--jsonrpc-addr",
+    "127.0.0.1:8990",
+];
+
 /// Finds the myceliumd binary (0.7.10): `VDCNET_MYCELIUM`, else `mycelium` on `PATH`, else
 /// `shared/peers/mycelium` beside the repository. `Err` says where it looked.
 pub fn find_mycelium() -> std::result::Result<std::path::PathBuf, String> {

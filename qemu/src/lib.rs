@@ -55,7 +55,9 @@ mod wire;
 pub use defmt_log::LogTable;
 pub use drive::{Firmware, Medium};
 pub use error::{Error, ErrorKind, Result};
-pub use host::{find_mycelium, free_tcp_port, free_udp_port, is_root, run, run_command, TempDir};
+pub use host::{
+    find_mycelium, free_tcp_port, free_udp_port, is_root, run, run_command, TempDir, MYCELIUMD_ARGS,
+};
 pub use image::{
     build_image, image, workspace_root, BuildOutput, IMAGE_BIN, IMAGE_PACKAGE, IMAGE_TARGET,
 };

@@ -248,7 +248,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             return false;
         };
         let mut buf = take(&mut self.scratch);
-        let now_secs = self.now.total_millis().max(0) as u64 / 1000;
+        let now_secs = self.now_secs();
         let hdr = IPV4_HEADER + UDP_HEADER;
         let result = self.links[i]
             .dhcp

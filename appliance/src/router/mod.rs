@@ -408,7 +408,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
 
     /// Probes the visitors that fell silent and keeps the host routes to the present ones.
     fn serve_visitors(&mut self) {
-        let now_secs = self.now.total_millis().max(0) as u64 / 1000;
+        let now_secs = self.now_secs();
         for j in 0..self.links.len() {
             if self.links[j].visitors.is_empty() {
                 continue;
@@ -468,6 +468,11 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         c.drops[Discard::LocalFull as usize] += self.local.tx_dropped;
         c.probes_suppressed = self.links.iter().map(|l| l.neigh.suppressed).sum();
         c
+    }
+
+    /// The current time in whole seconds, the clock of the DHCP leases and the masquerade.
+    fn now_secs(&self) -> u64 {
+        self.now.total_millis().max(0) as u64 / 1000
     }
 
     fn count(&mut self, reason: Discard) {
@@ -546,7 +551,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
             return self.malformed(i);
         }
         if !self.links[i].visitors.is_empty() {
-            let now_secs = self.now.total_millis().max(0) as u64 / 1000;
+            let now_secs = self.now_secs();
             self.links[i].visitors.heard(src, self.now, now_secs);
         }
         let ty = eth.ethertype();
@@ -631,7 +636,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
         }
         // Replies of masqueraded connections: the only transit from an underlay.
         if !v6 && self.links[i].owns(dst) {
-            let now_secs = self.now.total_millis().max(0) as u64 / 1000;
+            let now_secs = self.now_secs();
             if let Some(nat) = self.links[i].nat.as_mut() {
                 if nat.inbound(now_secs, pkt).is_ok() {
                     return self.unmasqueraded(i, pkt);
@@ -1000,7 +1005,7 @@ impl<D: NetDevice, R: CryptoRngCore> Router<D, R> {
                 Hop::OnLink(j) | Hop::Via(j, _) => j,
                 Hop::Peer(_) => return,
             };
-            let now_secs = self.now.total_millis().max(0) as u64 / 1000;
+            let now_secs = self.now_secs();
             let r = self.links[j]
                 .nat
                 .as_mut()

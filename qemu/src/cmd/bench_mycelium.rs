@@ -59,18 +59,9 @@ fn myceliumd(bin: &Path, ns: &Netns, dir: &Path, peer: Option<&str>) -> (Killed,
     let kf = dir.join(format!("{}.key", ns.name()));
     std::fs::write(&kf, key).expect("key file");
     let mut c = ns.command(bin.to_str().expect("utf-8 path"));
-    c.arg("--key-file").arg(&kf).args([
-        "--tun-name",
-        "myc0",
-        "--disable-quic",
-        "--disable-peer-discovery",
-        "--tcp-listen-port",
-        "9651",
-        "--api-addr",
-        "127.0.0.1:8989",
-        "--jsonrpc-addr",
-        "127.0.0.1:8990",
-    ]);
+    c.arg("--key-file")
+        .arg(&kf)
+        .args(vdcnet_qemu::MYCELIUMD_ARGS);
     if let Some(p) = peer {
         c.args(["--peers", &format!("tcp://{p}:9651")]);
     }
